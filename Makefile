@@ -1,0 +1,54 @@
+# The two commands: `make run` (set up, index, start the chat) and `make test` (set up, run tests).
+# Both are idempotent; the second time they only check stamps.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: setup models run test test-fast browser eval bench-retrieval screenshot lint clean
+
+setup: $(STAMP) models
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the CPU build on disk; anything later that wants torch finds it satisfied.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev,server]"
+	touch $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/assistant models fetch
+
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(BIN)/assistant ingest
+	$(BIN)/assistant serve
+
+test: setup browser
+	$(BIN)/assistant models fetch qwen2.5-coder-0.5b-instruct
+	$(BIN)/python -m pytest --run-slow
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest
+
+eval: setup
+	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --backend local --backend extractive --out runs/latest
+
+bench-retrieval: setup
+	$(BIN)/assistant eval --qa eval/qa.jsonl --retrieval-only --baseline --out runs/retrieval
+
+lint: $(STAMP)
+	$(BIN)/ruff check assistant tests
+
+clean:
+	rm -rf $(VENV) .assistant runs

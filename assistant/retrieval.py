@@ -1,0 +1,201 @@
+"""Hybrid retrieval: dense (Chroma) + German-aware BM25, fused by reciprocal rank.
+
+The retriever is a LangChain ``BaseRetriever``; each returned ``Document`` carries the chunk's
+metadata plus ``chunk_id``, ``score`` (fused), ``dense_score`` (cosine) and ``lexical_score``.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, PrivateAttr
+
+from . import AssistantError
+from .chunking import Chunk
+from .store import Store
+
+_UMLAUTS = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss", "é": "e", "è": "e", "á": "a"})
+_SUFFIXES = ("ungen", "ung", "ern", "en", "er", "es", "em", "e", "n", "s")
+_STOPWORDS = set(
+    """der die das den dem des ein eine einer einen einem eines und oder aber in im ins an am auf
+    aus bei mit nach von vom vor zu zum zur uber unter durch fur gegen ohne um als wie wo wer was
+    wann warum wieso weshalb welche welcher welches welchen ist sind war waren wurde wurden hat
+    hatte hatten haben sich sie er es ihr ihre ihren sein seine nicht auch nur noch so dass da
+    dies diese dieser diesem diesen dann denn doch kein keine the a an of to in on for and or
+    is are was were be been by with what who whom when where why how which did does do that this
+    from at as it its their they he she his her not about""".split()
+)
+
+
+def normalise(word: str) -> str:
+    """Case-, umlaut- and inflection-insensitive form of one word.
+
+    >>> [normalise(w) for w in ["Panzern", "Panzer", "Rüstungsbeschränkungen", "Ruestung"]]
+    ['panz', 'panz', 'rustungsbeschrank', 'rustung']
+    """
+    word = word.lower().replace("ae", "a").replace("oe", "o").replace("ue", "u").translate(_UMLAUTS)
+    for suffix in _SUFFIXES:
+        if len(word) - len(suffix) >= 4 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalised content words of a text.
+
+    >>> tokenize("Wo wurden die Piloten ausgebildet?")
+    ['pilot', 'ausgebildet']
+    """
+    words = re.findall(r"[\wÄÖÜäöüß]+", text)
+    return [normalise(w) for w in words if w.lower() not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+class LexicalIndex:
+    """BM25 over normalised tokens, with compound parts ("Panzerschule" → "panz", "schul").
+
+    An inverted index keeps a query proportional to the postings it touches, not to the corpus.
+    """
+
+    def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        base = [tokenize(t) for t in texts]
+        vocab = {tok for toks in base for tok in toks if len(tok) >= 4}
+        self._parts = sorted(vocab, key=len, reverse=True)
+        docs = [toks + [p for t in toks for p in self._compound_parts(t)] for toks in base]
+        self.lengths = [len(d) for d in docs]
+        self.avg = sum(self.lengths) / max(1, len(docs))
+        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for i, doc in enumerate(docs):
+            for tok, tf in Counter(doc).items():
+                self.postings[tok].append((i, tf))
+        n = len(docs)
+        self.idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for t, p in self.postings.items()}
+
+    def _compound_parts(self, token: str) -> list[str]:
+        """Known words of >= 4 letters that begin or end a longer token."""
+        if len(token) < 8 or len(self._parts) > 50_000:
+            return []
+        return [p for p in self._parts if len(p) < len(token) - 2 and (token.startswith(p) or token.endswith(p))][:4]
+
+    def search(self, query: str, n: int) -> list[tuple[int, float]]:
+        toks = tokenize(query)
+        toks += [p for t in toks for p in self._compound_parts(t)]
+        scores: dict[int, float] = defaultdict(float)
+        for tok in set(toks):
+            idf = self.idf.get(tok)
+            if idf is None:
+                continue
+            for doc, tf in self.postings[tok]:
+                norm = tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * self.lengths[doc] / self.avg))
+                scores[doc] += idf * norm
+        return sorted(scores.items(), key=lambda kv: -kv[1])[:n]
+
+
+def rrf(rankings: list[list[str]], k: int = 60, weights: list[float] | None = None) -> dict[str, float]:
+    """Reciprocal rank fusion.
+
+    >>> sorted(rrf([["a", "b"], ["b", "c"]]).items(), key=lambda kv: -kv[1])[0][0]
+    'b'
+    """
+    weights = weights or [1.0] * len(rankings)
+    fused: dict[str, float] = defaultdict(float)
+    for ranking, weight in zip(rankings, weights):
+        for rank, key in enumerate(ranking):
+            fused[key] += weight / (k + rank + 1)
+    return dict(fused)
+
+
+def chunk_to_document(chunk: Chunk, **scores: float) -> Document:
+    meta: dict[str, Any] = chunk.metadata() | {"chunk_id": chunk.id} | scores
+    return Document(page_content=chunk.text, metadata=meta, id=chunk.id)
+
+
+class HybridRetriever(BaseRetriever):
+    """Dense + lexical retrieval over the live index, fused by weighted reciprocal rank."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: Store
+    k: int = 4
+    fetch_k: int = 20
+    rrf_k: int = 60
+    lexical_weight: float = 0.7
+    doc_filter: str | None = None
+    _chunks: list[Chunk] = PrivateAttr(default_factory=list)
+    _by_id: dict[str, Chunk] = PrivateAttr(default_factory=dict)
+    _lexical: LexicalIndex | None = PrivateAttr(default=None)
+
+    def refresh(self) -> None:
+        """(Re)load chunks and the lexical index from the store."""
+        self._chunks = self.store.chunks()
+        self._by_id = {c.id: c for c in self._chunks}
+        self._lexical = LexicalIndex([c.text for c in self._chunks])
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        if self._lexical is None:
+            self.refresh()
+        return self._chunks
+
+    def search(self, query: str, k: int | None = None) -> list[Document]:
+        """Ranked passages for ``query`` (the same as ``invoke`` but with an explicit ``k``)."""
+        chunks = self.chunks
+        k = k or self.k
+        fetch = max(self.fetch_k, k)
+        if self.doc_filter:
+            fetch = len(chunks)
+        dense = self.store.dense_search(query, fetch)
+        dense = [(i, s) for i, s in dense if i in self._by_id]
+        assert self._lexical is not None
+        lexical = [(chunks[i].id, s) for i, s in self._lexical.search(query, fetch)]
+        if self.doc_filter:
+            dense = [(i, s) for i, s in dense if self._by_id[i].doc_id == self.doc_filter]
+            lexical = [(i, s) for i, s in lexical if self._by_id[i].doc_id == self.doc_filter]
+        fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k, [1.0, self.lexical_weight])
+        dense_scores, lexical_scores = dict(dense), dict(lexical)
+        ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        return [
+            chunk_to_document(
+                self._by_id[i],
+                score=round(score, 6),
+                dense_score=round(dense_scores.get(i, 0.0), 4),
+                lexical_score=round(lexical_scores.get(i, 0.0), 4),
+            )
+            for i, score in ranked
+        ]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return self.search(query)
+
+
+class QueryError(AssistantError, ValueError):
+    """The question cannot be used as given."""
+
+
+def validate_query(text: str, limit: int) -> str:
+    """Strip control and invisible characters; reject empty or oversized questions.
+
+    >>> validate_query("  Wer?\\u200b\\x00 ", 100)
+    'Wer?'
+    """
+    cleaned = "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
+    )
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    if not cleaned:
+        raise QueryError("the question is empty; type a question about the article")
+    if len(cleaned) > limit:
+        raise QueryError(
+            f"the question is {len(cleaned):,} characters; the limit is {limit:,} "
+            "(ASSISTANT_MAX_QUESTION_CHARS); shorten it"
+        )
+    return cleaned

@@ -1,0 +1,118 @@
+"""One typed settings object, built in one place.
+
+Precedence, highest first: CLI flag > environment variable (``ASSISTANT_*``) > config file
+(``$ASSISTANT_CONFIG``, else ``assistant.toml`` in the data directory) > default.
+Secrets (API keys) are read from the environment only and never stored here.
+"""
+
+from __future__ import annotations
+
+from . import AssistantError
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = PROJECT_ROOT / "corpus" / "geheime-zusammenarbeit-rote-armee-reichswehr.txt"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "assistant"
+
+
+class SettingsError(AssistantError, ValueError):
+    """A setting has a bad value; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the default that works offline on a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="forbid")
+
+    home: Path = Field(PROJECT_ROOT / ".assistant", description="data directory (index lives here)")
+    cache_dir: Path = Field(default_factory=_default_cache, description="where fetched models live")
+    chroma_url: str | None = Field(None, description="Chroma server URL; unset = local directory")
+    collection: str = Field("assistant", description="Chroma collection name prefix")
+    embedding_model: str = Field(
+        "embeddinggemma-300m", description="packaged model name, a local path, or a hub id"
+    )
+    corpus: list[Path] = Field(default_factory=lambda: [DEFAULT_CORPUS])
+    chunk_sentences: int = Field(2, ge=1, le=20, description="sentences per chunk")
+    k: int = Field(4, ge=1, le=50, description="passages given to the model")
+    fetch_k: int = Field(20, ge=1, le=500, description="candidates per ranker before fusion")
+    min_relevance: float = Field(0.42, description="refuse when the best dense score is below")
+    backend: str = Field("local", description="provider/model, e.g. local, extractive, openai/gpt-4o-mini")
+    fallback: str | None = Field("extractive", description="backend used when the chosen one fails")
+    openai_base_url: str | None = None
+    ollama_url: str = "http://127.0.0.1:11434"
+    request_timeout: float = Field(60.0, gt=0, description="seconds before a remote backend gives up")
+    threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    max_question_chars: int = Field(2000, ge=10)
+    max_tokens: int = Field(160, ge=8)
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    auth: str | None = Field(None, description="user:password for the web UI")
+    concurrency: int = Field(2, ge=1, description="answers generated at the same time")
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.home / "chroma"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``$ASSISTANT_CONFIG`` or ``<home>/assistant.toml`` when present."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = os.environ.get("ASSISTANT_CONFIG")
+        home = Path(os.environ.get("ASSISTANT_HOME") or PROJECT_ROOT / ".assistant")
+        path = Path(explicit) if explicit else home / "assistant.toml"
+        if not path.exists():
+            if explicit:
+                raise SettingsError(f"ASSISTANT_CONFIG={explicit}: no such file")
+            return {}
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` are CLI flags (``None`` means "not given")."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(
+            f"bad setting ({problems}); fix the flag, the ASSISTANT_* variable or the config file"
+        ) from None
