@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .corpus import Document
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Span:
     text: str
     start: int
     end: int
+    footnotes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Chunk:
             "sentence": self.sentence,
             "start": self.start,
             "end": self.end,
-            "spans": json.dumps([[s.text, s.start, s.end] for s in self.spans], ensure_ascii=False),
+            "spans": json.dumps([[s.text, s.start, s.end, list(s.footnotes)] for s in self.spans], ensure_ascii=False),
             "footnotes": ",".join(str(n) for n in self.footnotes),
             "references": json.dumps({str(k): v for k, v in self.references.items()}, ensure_ascii=False),
             "content_hash": self.content_hash,
@@ -72,7 +73,7 @@ class Chunk:
             text=text,
             start=int(meta["start"]),
             end=int(meta["end"]),
-            spans=tuple(Span(t, int(a), int(b)) for t, a, b in json.loads(str(meta["spans"]))),
+            spans=tuple(Span(t, int(a), int(b), tuple(f)) for t, a, b, f in json.loads(str(meta["spans"]))),
             footnotes=tuple(int(n) for n in str(meta["footnotes"]).split(",") if n),
             references={int(k): v for k, v in json.loads(str(meta["references"])).items()},
             content_hash=str(meta["content_hash"]),
@@ -91,14 +92,12 @@ def chunk_document(doc: Document, sentences: int = 2) -> list[Chunk]:
     for para in doc.paragraphs:
         for first in range(0, len(para.sentences), sentences):
             group = para.sentences[first : first + sentences]
-            footnotes = tuple(
-                dict.fromkeys(n for s in group for n in doc.backing_footnotes(para, s))
-            )
-            spans = tuple(Span(s.text, s.start, s.end) for s in group)
+            spans = tuple(Span(s.text, s.start, s.end, doc.backing_footnotes(para, s)) for s in group)
+            footnotes = tuple(dict.fromkeys(n for s in spans for n in s.footnotes))
             text = " ".join(s.text for s in group)
             references = {n: doc.references[n] for n in footnotes if n in doc.references}
             identity = json.dumps(
-                [CHUNKER_VERSION, doc.doc_id, doc.title, text, [[s.start, s.end] for s in spans],
+                [CHUNKER_VERSION, doc.doc_id, doc.title, text, [[s.start, s.end, s.footnotes] for s in spans],
                  footnotes, sorted(references.items())],
                 ensure_ascii=False,
             )

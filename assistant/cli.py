@@ -151,7 +151,82 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "ingest": cmd_ingest, "search": cmd_search}
+def print_footnotes(answer: Any, out: Any = sys.stdout) -> None:
+    for f in answer.footnotes:
+        refs = "; ".join(f"[{k}] {v}" for k, v in f.references.items()) or "no Einzelnachweis behind this passage"
+        print(f"  [{f.n}] {f.chunk_id} (chars {f.start}-{f.end}): „{f.sentence}“", file=out)
+        print(f"       Einzelnachweis: {refs}", file=out)
+
+
+def _stream_answer(chain: Any, question: str, history: list[tuple[str, str]]) -> Any:
+    shown = ""
+    answer = None
+    for kind, value in chain.stream(question, history):
+        if kind == "token":
+            print(value[len(shown):], end="", flush=True)
+            shown = value
+        else:
+            answer = value
+    if shown:
+        print("\r\033[K" if sys.stdout.isatty() else "\n--- verified ---")
+    print(answer.answer)
+    if answer.notice:
+        print(f"({answer.notice})")
+    print_footnotes(answer)
+    return answer
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .chain import build_chain
+
+    settings = settings_from(args)
+    chain = build_chain(settings)
+    if args.json:
+        print(json.dumps(chain.invoke(args.question).to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    _stream_answer(chain, args.question, [])
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .chain import build_chain
+
+    settings = settings_from(args)
+    chain = build_chain(settings)
+    history: list[tuple[str, str]] = []
+    print(f"Ask about „{chain.title}“ ({chain.backend}). Empty line or Ctrl-D ends; /clear starts over.")
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            return 0
+        if not question:
+            return 0
+        if question == "/clear":
+            history = []
+            continue
+        try:
+            answer = _stream_answer(chain, question, history)
+        except AssistantError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        history.append((question, answer.answer))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval_run import run_eval
+
+    settings = settings_from(args)
+    return run_eval(
+        settings, qa=args.qa, out=args.out, backends=args.backend or [settings.backend],
+        split=args.split, retrieval_only=args.retrieval_only, baseline=args.baseline, limit=args.limit,
+    )
+
+
+COMMANDS = {
+    "models": cmd_models, "ingest": cmd_ingest, "search": cmd_search,
+    "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr
 
 from . import AssistantError
-from .chunking import Chunk
+from .chunking import Chunk, Span
 from .store import Store
 
 _UMLAUTS = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss", "é": "e", "è": "e", "á": "a"})
@@ -37,8 +37,8 @@ _STOPWORDS = set(
 def normalise(word: str) -> str:
     """Case-, umlaut- and inflection-insensitive form of one word.
 
-    >>> [normalise(w) for w in ["Panzern", "Panzer", "Rüstungsbeschränkungen", "Ruestung"]]
-    ['panz', 'panz', 'rustungsbeschrank', 'rustung']
+    >>> [normalise(w) for w in ["Panzern", "Panzer", "Rüstungsbeschränkungen", "Rüstung", "Ruestung"]]
+    ['panz', 'panz', 'rustungsbeschrank', 'rust', 'rust']
     """
     word = word.lower().replace("ae", "a").replace("oe", "o").replace("ue", "u").translate(_UMLAUTS)
     for suffix in _SUFFIXES:
@@ -144,6 +144,11 @@ class HybridRetriever(BaseRetriever):
             self.refresh()
         return self._chunks
 
+    def chunk(self, chunk_id: str) -> Chunk:
+        if self._lexical is None:
+            self.refresh()
+        return self._by_id[chunk_id]
+
     def search(self, query: str, k: int | None = None) -> list[Document]:
         """Ranked passages for ``query`` (the same as ``invoke`` but with an explicit ``k``)."""
         chunks = self.chunks
@@ -199,3 +204,25 @@ def validate_query(text: str, limit: int) -> str:
             "(ASSISTANT_MAX_QUESTION_CHARS); shorten it"
         )
     return cleaned
+
+
+def rank_sentences(
+    query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = 0.3
+) -> list[tuple[float, Chunk, Span]]:
+    """Every sentence of ``chunks`` scored against the query, best first.
+
+    The score is the cosine similarity of query and sentence plus a share of the query's content
+    words that the sentence contains; it picks evidence for the prompt and extractive answers.
+    """
+    spans = [(c, s) for c in chunks for s in c.spans]
+    if not spans:
+        return []
+    qv = embeddings.embed_query(query)
+    vectors = embeddings.embed_documents([s.text for _, s in spans])
+    qtok = set(tokenize(query))
+    scored = []
+    for (chunk, span), vec in zip(spans, vectors):
+        cosine = sum(a * b for a, b in zip(qv, vec))
+        overlap = len(qtok & set(tokenize(span.text))) / len(qtok) if qtok else 0.0
+        scored.append((cosine + lexical_weight * overlap, chunk, span))
+    return sorted(scored, key=lambda t: -t[0])

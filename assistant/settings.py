@@ -44,10 +44,11 @@ class Settings(BaseSettings):
         "embeddinggemma-300m", description="packaged model name, a local path, or a hub id"
     )
     corpus: list[Path] = Field(default_factory=lambda: [DEFAULT_CORPUS])
-    chunk_sentences: int = Field(2, ge=1, le=20, description="sentences per chunk")
+    chunk_sentences: int = Field(3, ge=1, le=20, description="sentences per chunk")
     k: int = Field(4, ge=1, le=50, description="passages given to the model")
     fetch_k: int = Field(20, ge=1, le=500, description="candidates per ranker before fusion")
-    min_relevance: float = Field(0.42, description="refuse when the best dense score is below")
+    min_relevance: float = Field(0.35, description="refuse when the best dense score is below this...")
+    min_lexical: float = Field(4.0, description="...and the best BM25 score is below this")
     backend: str = Field("local", description="provider/model, e.g. local, extractive, openai/gpt-4o-mini")
     fallback: str | None = Field("extractive", description="backend used when the chosen one fails")
     openai_base_url: str | None = None

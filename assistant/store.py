@@ -12,6 +12,7 @@ from . import AssistantError
 
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from urllib.parse import urlparse
 from langchain_core.embeddings import Embeddings
 
 from . import models
-from .chunking import Chunk, chunk_documents
-from .corpus import Document
+from .chunking import CHUNKER_VERSION, Chunk, chunk_documents
+from .corpus import Document, parse_text
 from .settings import Settings
 
 
@@ -35,22 +36,31 @@ class StoreError(AssistantError, RuntimeError):
 class SentenceTransformerEmbeddings(Embeddings):
     """LangChain ``Embeddings`` over a sentence-transformers model, using its retrieval prompts."""
 
-    def __init__(self, model: Any, name: str, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, name: str, batch_size: int = 16, cache_size: int = 4096) -> None:
         self.model = model
         self.name = name
         self.batch_size = batch_size
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _encode(self, kind: str, texts: list[str]) -> list[list[float]]:
+        """Encode with the model's query or document prompt, remembering recent texts."""
+        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
+        if missing:
+            encode = self.model.encode_query if kind == "query" else self.model.encode_document
+            with self._lock:  # one forward pass at a time; torch already uses every core
+                vectors = encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            if len(self._cache) + len(missing) > self._cache_size:
+                self._cache.clear()
+            self._cache.update({(kind, t): v for t, v in zip(missing, vectors)})
+        return [self._cache[(kind, t)].tolist() for t in texts]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        vectors = self.model.encode_document(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
-        return vectors.tolist()
+        return self._encode("document", texts) if texts else []
 
     def embed_query(self, text: str) -> list[float]:
-        vector = self.model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
-        return vector[0].tolist()
+        return self._encode("query", [text])[0]
 
 
 def resolve_embedding_model(name: str, cache_dir: Path) -> str:
@@ -154,7 +164,7 @@ class Store:
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.settings.embedding_model}|sentences={self.settings.chunk_sentences}"
+        return f"{self.settings.embedding_model}|sentences={self.settings.chunk_sentences}|chunker={CHUNKER_VERSION}"
 
     def _pointer(self) -> dict[str, Any]:
         try:
@@ -195,10 +205,13 @@ class Store:
         """All live chunks, in document order."""
         collection, _ = self._live()
         got = collection.get(include=["documents", "metadatas"])
-        found = [
-            Chunk.from_metadata(i, t, m)
-            for i, t, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
-        ]
+        try:
+            found = [
+                Chunk.from_metadata(i, t, m)
+                for i, t, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
+            ]
+        except (KeyError, ValueError, TypeError):
+            raise StoreError("the index was built by another version; run `assistant ingest` to rebuild it") from None
         return sorted(found, key=lambda c: (c.doc_id, c.paragraph, c.sentence))
 
     def documents(self) -> dict[str, dict[str, Any]]:
@@ -223,53 +236,48 @@ class Store:
         replace: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        """Make the index hold ``documents`` (plus, unless ``replace``, the other documents it had)."""
-        new_chunks = chunk_documents(documents, self.settings.chunk_sentences)
+        """Make the index hold ``documents`` (plus, unless ``replace``, the other documents it had).
+
+        Documents already in the index are re-chunked from their stored source, so every chunk is
+        compared by content hash: only new or changed chunks are embedded.
+        """
         pointer = self._pointer()
-        old: dict[str, tuple[str, str, dict, list[float]]] = {}
-        old_docs: dict[str, tuple[str, dict]] = {}
+        old: dict[str, tuple[str, list[float]]] = {}
+        old_sources: dict[str, str] = {}
         if pointer.get("chunks"):
             chunks_col, docs_col = self._live()
-            got = chunks_col.get(include=["documents", "metadatas", "embeddings"])
-            for i, t, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
-                old[i] = (m["content_hash"], t, m, list(e))
+            got = chunks_col.get(include=["metadatas", "embeddings"])
+            old = {i: (m.get("content_hash", ""), list(e)) for i, m, e in zip(got["ids"], got["metadatas"], got["embeddings"])}
+            new_ids = {d.doc_id for d in documents}
             got_docs = docs_col.get(include=["documents", "metadatas"])
-            old_docs = {i: (t, m) for i, t, m in zip(got_docs["ids"], got_docs["documents"], got_docs["metadatas"])}
+            for i, text, m in zip(got_docs["ids"], got_docs["documents"], got_docs["metadatas"]):
+                old_sources[i] = text
+                if not replace and i not in new_ids:
+                    documents = documents + [parse_text(text, i, json.loads(m["meta"]))]
         same_model = pointer.get("fingerprint") == self.fingerprint
-        new_ids = {d.doc_id for d in documents}
-        keep_docs = {} if replace else {i: v for i, v in old_docs.items() if i not in new_ids}
-        kept = [(i, v) for i, v in old.items() if v[2]["doc_id"] in keep_docs]
-
-        reuse: dict[str, list[float]] = {}
+        chunks = chunk_documents(documents, self.settings.chunk_sentences)
+        vectors: dict[str, list[float]] = {}
         to_embed: list[Chunk] = []
-        for chunk in new_chunks:
+        for chunk in chunks:
             prior = old.get(chunk.id)
             if same_model and prior and prior[0] == chunk.content_hash:
-                reuse[chunk.id] = prior[3]
+                vectors[chunk.id] = prior[1]
             else:
                 to_embed.append(chunk)
-        final_ids = {c.id for c in new_chunks} | {i for i, _ in kept}
-        same_sources = all(
-            d.doc_id in old_docs and old_docs[d.doc_id][0] == d.source for d in documents
+        unchanged = (
+            same_model and not to_embed and {c.id for c in chunks} == set(old)
+            and {d.doc_id: d.source for d in documents} == old_sources
         )
-        unchanged = same_model and not to_embed and final_ids == set(old) and same_sources
-        if not same_model:  # a new embedding model means every kept chunk is embedded again
-            rebuilt = [Chunk.from_metadata(i, v[1], v[2]) for i, v in kept]
-            to_embed += rebuilt
-            new_chunks = new_chunks + rebuilt
-            kept = []
         report = IngestReport(
-            documents=len(documents) + len(keep_docs),
-            chunks=len(final_ids),
+            documents=len(documents),
+            chunks=len(chunks),
             embedded=len(to_embed),
-            reused=len(reuse) + len(kept),
-            removed=len(set(old) - final_ids),
+            reused=len(vectors),
+            removed=len(set(old) - {c.id for c in chunks}),
             changed=not unchanged,
         )
         if unchanged:
             return report
-
-        vectors: dict[str, list[float]] = dict(reuse)
         batch = 32
         for start in range(0, len(to_embed), batch):
             part = to_embed[start : start + batch]
@@ -277,17 +285,11 @@ class Store:
                 vectors[chunk.id] = vector
             if progress:
                 progress(len(part))
-        self._swap(new_chunks, vectors, kept, documents, keep_docs)
+        self._swap(chunks, vectors, documents)
         return report
 
-    def _swap(
-        self,
-        new_chunks: list[Chunk],
-        vectors: dict[str, list[float]],
-        kept: list[tuple[str, tuple[str, str, dict, list[float]]]],
-        documents: list[Document],
-        keep_docs: dict[str, tuple[str, dict]],
-    ) -> None:
+    def _swap(self, chunks: list[Chunk], vectors: dict[str, list[float]], documents: list[Document]) -> None:
+        """Write new collections beside the live ones, then flip the pointer to them."""
         tag = uuid.uuid4().hex[:8]
         base = self.settings.collection
         self._drop_orphans()
@@ -295,35 +297,28 @@ class Store:
             f"{base}__chunks_{tag}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
         docs_col = self.client.create_collection(f"{base}__docs_{tag}", embedding_function=None)
-        rows = [(c.id, c.text, c.metadata(), vectors[c.id]) for c in new_chunks]
-        rows += [(i, v[1], v[2], v[3]) for i, v in kept]
-        for start in range(0, len(rows), 1000):
-            part = rows[start : start + 1000]
+        for start in range(0, len(chunks), 1000):
+            part = chunks[start : start + 1000]
             chunks_col.add(
-                ids=[r[0] for r in part],
-                documents=[r[1] for r in part],
-                metadatas=[r[2] for r in part],
-                embeddings=[r[3] for r in part],
+                ids=[c.id for c in part],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part],
+                embeddings=[vectors[c.id] for c in part],
             )
-        doc_rows = [
-            (d.doc_id, d.source, {"title": d.title, "meta": json.dumps(d.meta, ensure_ascii=False)})
-            for d in documents
-        ] + [(i, t, m) for i, (t, m) in keep_docs.items()]
         docs_col.add(
-            ids=[r[0] for r in doc_rows],
-            documents=[r[1] for r in doc_rows],
-            metadatas=[r[2] for r in doc_rows],
-            embeddings=[[1.0] for _ in doc_rows],
+            ids=[d.doc_id for d in documents],
+            documents=[d.source for d in documents],
+            metadatas=[{"title": d.title, "meta": json.dumps(d.meta, ensure_ascii=False)} for d in documents],
+            embeddings=[[1.0] for _ in documents],
         )
         old = self._pointer()
-        pointer_meta = {
+        pointer = self.client.get_or_create_collection(self.pointer_name, embedding_function=None)
+        pointer.modify(metadata={
             "chunks": chunks_col.name,
             "docs": docs_col.name,
             "fingerprint": self.fingerprint,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        pointer = self.client.get_or_create_collection(self.pointer_name, embedding_function=None)
-        pointer.modify(metadata=pointer_meta)
+        })
         for name in (old.get("chunks"), old.get("docs")):
             if name:
                 self._delete(name)

@@ -1,0 +1,203 @@
+"""One factory from a ``"provider/model"`` string to a LangChain chat model.
+
+Each provider's SDK is imported inside its branch. ``extractive`` has no model: the chain answers
+with the best supporting sentences itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+from . import AssistantError, models
+from .settings import Settings
+
+
+class BackendError(AssistantError, RuntimeError):
+    """A backend cannot be built or reached; the message names the setting to fix."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A backend's identity and needs, in one readable row."""
+
+    name: str
+    display: str
+    needs: str  # the setting or variable it needs, "" when none
+    install: str  # what to pip install when its SDK is missing, "" when built in
+    example: str
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("local", "Local GGUF model (llama.cpp, offline)", "", "", "local or local/qwen2.5-coder-0.5b-instruct"),
+        Provider("extractive", "Extractive (no language model)", "", "", "extractive"),
+        Provider("openai", "OpenAI-compatible server", "ASSISTANT_OPENAI_BASE_URL / OPENAI_API_KEY", "langchain-openai", "openai/gpt-4o-mini"),
+        Provider("ollama", "Ollama", "ASSISTANT_OLLAMA_URL", "langchain-ollama", "ollama/qwen2.5:1.5b"),
+        Provider("hf", "Hugging Face transformers model", "", "transformers", "hf/Qwen/Qwen2.5-0.5B-Instruct"),
+    )
+}
+
+
+def split_backend(spec: str) -> tuple[str, str]:
+    """``"openai/gpt-4o"`` -> ``("openai", "gpt-4o")``; unknown providers raise with the valid list.
+
+    >>> split_backend("local")
+    ('local', 'qwen2.5-coder-1.5b-instruct')
+    >>> split_backend("nope/x")
+    Traceback (most recent call last):
+    ...
+    assistant.backends.BackendError: unknown backend provider 'nope' (from 'nope/x'); use one of: local, extractive, openai, ollama, hf (set --backend or ASSISTANT_BACKEND)
+    """
+    provider, _, model = spec.strip().partition("/")
+    if provider not in PROVIDERS:
+        raise BackendError(
+            f"unknown backend provider {provider!r} (from {spec!r}); use one of: "
+            f"{', '.join(PROVIDERS)} (set --backend or ASSISTANT_BACKEND)"
+        )
+    if provider == "local":
+        model = model or models.DEFAULT_LLM
+    if provider in ("openai", "ollama", "hf") and not model:
+        raise BackendError(f"backend {provider} needs a model name, e.g. {PROVIDERS[provider].example}")
+    return provider, model
+
+
+class LlamaCppChat(BaseChatModel):
+    """A llama.cpp model as a LangChain chat model.
+
+    One ``Llama`` keeps its KV cache between calls, so a long, fixed system prompt is evaluated
+    once and reused by every later question; a lock keeps concurrent calls from mixing state.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    llama: Any
+    model_name: str
+    max_tokens: int = 160
+    temperature: float = 0.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp"
+
+    def _messages(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
+        roles = {"system": "system", "human": "user", "ai": "assistant"}
+        return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        with _llama_lock(id(self.llama)):
+            for part in self.llama.create_chat_completion(
+                self._messages(messages),
+                stream=True,
+                max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                temperature=self.temperature,
+                stop=stop,
+            ):
+                text = part["choices"][0]["delta"].get("content")
+                if text:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = "".join(str(c.message.content) for c in self._stream(messages, stop, run_manager, **kwargs))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+@lru_cache(maxsize=8)
+def _llama_lock(key: int) -> threading.Lock:
+    return threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _load_llama(path: Path, threads: int, n_ctx: int) -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise BackendError("llama-cpp-python is not installed; run `pip install llama-cpp-python==0.3.36`") from None
+    try:
+        return Llama(str(path), n_ctx=n_ctx, n_threads=threads, n_batch=512, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - llama.cpp reports load failures as ValueError/RuntimeError
+        raise BackendError(
+            f"could not load {path.name} ({exc}); run `assistant models fetch --force`"
+        ) from None
+
+
+def make_chat_model(spec: str, settings: Settings) -> BaseChatModel | None:
+    """The chat model for a backend spec; ``None`` for ``extractive``."""
+    provider, model = split_backend(spec)
+    if provider == "extractive":
+        return None
+    if provider == "local":
+        if model not in models.PACKAGED_MODELS or models.PACKAGED_MODELS[model].kind != "llm":
+            path = Path(model)
+            if not path.exists():
+                llms = [m.name for m in models.PACKAGED_MODELS.values() if m.kind == "llm"]
+                raise BackendError(f"local model {model!r} is neither a packaged model ({', '.join(llms)}) nor a .gguf path")
+        else:
+            path = models.require(model, settings.cache_dir)
+        llama = _load_llama(path, settings.threads, 4096)
+        return LlamaCppChat(llama=llama, model_name=model, max_tokens=settings.max_tokens)
+    if provider == "openai":
+        try:
+            from langchain_openai import ChatOpenAI
+        except ImportError:
+            raise BackendError("backend openai needs `pip install langchain-openai`") from None
+        base_url = settings.openai_base_url
+        key = os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
+        if not key:
+            raise BackendError("backend openai needs OPENAI_API_KEY, or ASSISTANT_OPENAI_BASE_URL for a local server")
+        return ChatOpenAI(
+            model=model, base_url=base_url, api_key=key, timeout=settings.request_timeout,
+            max_retries=1, temperature=0, max_tokens=settings.max_tokens,
+        )
+    if provider == "ollama":
+        try:
+            from langchain_ollama import ChatOllama
+        except ImportError:
+            raise BackendError("backend ollama needs `pip install langchain-ollama`") from None
+        return ChatOllama(
+            model=model, base_url=settings.ollama_url, temperature=0, num_predict=settings.max_tokens,
+            client_kwargs={"timeout": settings.request_timeout},
+        )
+    return _hf_chat(model, settings)
+
+
+def _hf_chat(model: str, settings: Settings) -> BaseChatModel:
+    try:
+        from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+    except ImportError:
+        raise BackendError("backend hf needs `pip install langchain-huggingface transformers`") from None
+    try:
+        pipe = HuggingFacePipeline.from_model_id(
+            model_id=model, task="text-generation", device=-1,
+            pipeline_kwargs={"max_new_tokens": settings.max_tokens, "do_sample": False, "return_full_text": False},
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise BackendError(f"could not load hf model {model!r} ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return ChatHuggingFace(llm=pipe)

@@ -1,0 +1,348 @@
+"""Question -> cited answer: condense, retrieve, gate, prompt, generate, verify citations.
+
+Everything the UI, CLI and eval need comes back as one :class:`Answer`. ``stream`` yields
+``("token", partial_text)`` while the model writes and ends with ``("answer", Answer)``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined, meta
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from . import AssistantError
+from .chunking import Chunk
+from .citations import Footnote, Support, cite, parse_markers
+from .retrieval import HybridRetriever, rank_sentences, tokenize, validate_query
+from .settings import PROMPTS_DIR, Settings
+
+REFUSAL_MARK = "NICHT IM TEXT"
+REFUSALS = {
+    "de": "Dazu steht im Artikel nichts.",
+    "en": "The article does not say.",
+}
+DECLINE = {
+    "de": "Das kann ich nicht tun: Ich beantworte nur Fragen zum Artikel „{title}“.",
+    "en": "I can't do that: I only answer questions about the article “{title}”.",
+}
+OTHER_LANGUAGE_NOTE = "(Answering in English: I can only answer in German or English.)"
+FALLBACK_NOTE = {
+    "de": "Das Sprachmodell ({backend}) war nicht erreichbar; die Antwort kommt aus dem Text selbst.",
+    "en": "The language model ({backend}) failed; this answer is quoted from the text.",
+}
+# Requests that are about the assistant, not the article. Checked before any model sees them.
+_INJECTION = re.compile(
+    r"(ignor\w*\W+(?:\w+\W+){0,3}(?:instruction|anweisung|regel|rule|prompt)"
+    r"|(?:system|initial)[\s-]?prompt|systemanweisung|deine (?:regeln|anweisungen)|your (?:rules|instructions)"
+    r"|\b(?:gedicht|poem|song|lied|witz|joke|haiku)\b"
+    r"|\b(?:python|javascript|java|sql|html|code|funktion|function|programm|program|skript|script)\b"
+    r"|du bist (?:jetzt|nun|ab sofort)|you are now|pretend|rollenspiel|role[\s-]?play|act as|tu so als"
+    r"|jailbreak|\bDAN\b|developer mode|entwicklermodus)",
+    re.IGNORECASE,
+)
+_GERMAN = set("der die das und ist wer wie was wann warum wo welche welcher welches nicht mit von zu den im ein eine sich auf für wurde wurden hat haben".split())
+_ENGLISH = set("the and is who how what when why where which not with of to in a an was were did does do has have for by".split())
+_OTHER = {
+    "fr": set("le la les est qui quoi pourquoi où quand des une du et".split()),
+    "es": set("el la los las es quién qué por dónde cuándo una del y".split()),
+    "it": set("il lo la gli è chi che perché dove quando una del e".split()),
+}
+
+
+def detect_language(text: str) -> str:
+    """``de``, ``en``, or another code (``fr``, ``es``, ``it``, ``other``) for the reply language.
+
+    >>> detect_language("Wo wurden die Piloten ausgebildet?"), detect_language("Where were pilots trained?")
+    ('de', 'en')
+    """
+    words = re.findall(r"\w+", text.lower())
+    if not words:
+        return "de"
+    scores = {"de": sum(w in _GERMAN for w in words) + 0.5 * bool(re.search(r"[äöüß]", text)),
+              "en": sum(w in _ENGLISH for w in words)}
+    scores |= {k: sum(w in v for w in words) * 0.9 for k, v in _OTHER.items()}
+    best = max(scores, key=lambda k: scores[k])
+    if scores[best] == 0:
+        return "other" if re.search(r"[^\x00-\u024f\s\d\W]", text) else "de"
+    return best
+
+
+def reply_language(lang: str) -> str:
+    return lang if lang in ("de", "en") else "en"
+
+
+@dataclass
+class Answer:
+    """The one result object: answer text with ``[n]`` markers and what each marker means."""
+
+    question: str
+    rewritten_question: str
+    answer: str
+    footnotes: list[Footnote]
+    refused: bool
+    backend: str
+    lang: str
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+    retrieved: list[dict[str, Any]] = field(default_factory=list)
+    notice: str = ""
+    draft: str = ""
+    tokens: int = 0
+
+    def citations(self) -> list[dict[str, Any]]:
+        return [{"marker": f.n, "chunk_id": f.chunk_id, "text": f.passage} for f in self.footnotes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "rewritten_question": self.rewritten_question,
+            "answer": self.answer,
+            "footnotes": [f.to_dict() for f in self.footnotes],
+            "citations": self.citations(),
+            "refused": self.refused,
+            "backend": self.backend,
+            "lang": self.lang,
+            "ttft_s": round(self.ttft_s, 4),
+            "total_s": round(self.total_s, 4),
+            "retrieved": self.retrieved,
+            "notice": self.notice,
+            "tokens": self.tokens,
+        }
+
+
+class Prompts:
+    """Prompt files rendered strictly: a missing variable raises."""
+
+    def __init__(self, folder: Path = PROMPTS_DIR) -> None:
+        self.env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+        self.folder = folder
+        self.sources = {p.stem: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))}
+
+    def variables(self, name: str) -> set[str]:
+        return meta.find_undeclared_variables(self.env.parse(self.sources[name]))
+
+    def render(self, name: str, **values: Any) -> str:
+        return self.env.from_string(self.sources[name]).render(**values).strip()
+
+
+def format_passages(numbered: list[tuple[int, Chunk]], with_sources: bool = True) -> str:
+    """Render passages with their numbers inline, and the source they cite.
+
+    >>> from assistant.corpus import parse_text
+    >>> from assistant.chunking import chunk_document
+    >>> c = chunk_document(parse_text("T\\n\\nA ist so.[1]\\n\\nEinzelnachweise\\n\\n  1. Buch, S. 3.", "d"))[0]
+    >>> print(format_passages([(7, c)]))
+    [7] A ist so. (Quelle: Buch, S. 3.)
+    """
+    lines = []
+    for n, chunk in numbered:
+        refs = "; ".join(chunk.references.values())
+        suffix = f" (Quelle: {refs})" if with_sources and refs else ""
+        lines.append(f"[{n}] {chunk.text}{suffix}")
+    return "\n\n".join(lines)
+
+
+class AnswerChain:
+    """The answering pipeline over one retriever and one backend."""
+
+    def __init__(
+        self,
+        retriever: HybridRetriever,
+        settings: Settings,
+        model: BaseChatModel | None,
+        backend: str,
+        prompts: Prompts | None = None,
+        fallback: "AnswerChain | None" = None,
+    ) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self.model = model
+        self.backend = backend
+        self.prompts = prompts or Prompts()
+        self.fallback = fallback
+        embeddings = retriever.store.embeddings
+        self.support = Support(similarity=lambda claim, texts: _cosines(embeddings, claim, texts))
+        self._numbering: dict[int, Chunk] | None = None
+        self._system: str | None = None
+
+    # -- the static prefix --------------------------------------------------------------------
+    def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
+        """Number every chunk; put them all in the system prompt when they fit (cacheable)."""
+        if self._numbering is None:
+            chunks = self.retriever.chunks
+            self._numbering = {i + 1: c for i, c in enumerate(chunks)}
+            whole = format_passages(list(self._numbering.items()))
+            fits = len(whole) / 3.2 < 2600  # ~tokens; leaves room in a 4096 context
+            titles = sorted({c.title for c in chunks})
+            self._system = self.prompts.render(
+                "system", title=", ".join(titles) if len(titles) < 4 else f"{len(titles)} Dokumente",
+                passages=whole if fits else "",
+            )
+            self._article_mode = fits
+        assert self._system is not None
+        return self._numbering, self._system, self._article_mode
+
+    @property
+    def title(self) -> str:
+        chunks = self.retriever.chunks
+        return chunks[0].title if chunks else "?"
+
+    # -- steps --------------------------------------------------------------------------------
+    def condense(self, question: str, history: list[tuple[str, str]]) -> str:
+        """A standalone version of a follow-up; the question itself when there is no history."""
+        if not history:
+            return question
+        last_user = history[-1][0]
+        if self.model is None:
+            return f"{last_user} {question}"
+        turns = "\n".join(f"Nutzer: {u}\nAssistent: {parse_markers(a)[0][:300]}" for u, a in history[-3:])
+        prompt = self.prompts.render("condense", history=turns, question=question)
+        try:
+            text = str(self.model.invoke([HumanMessage(prompt)], max_tokens=60).content)
+        except Exception:  # noqa: BLE001 - a failing rewrite must not lose the question
+            return f"{last_user} {question}"
+        text = text.strip().splitlines()[0].strip(" \"'„“") if text.strip() else ""
+        if not text or len(text) > 3 * len(question) + 200 or REFUSAL_MARK in text:
+            return f"{last_user} {question}"
+        return text
+
+    def stream(self, question: str, history: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, Any]]:
+        """Yield ``("token", text_so_far)`` while generating, then ``("answer", Answer)``."""
+        start = time.perf_counter()
+        history = history or []
+        question = validate_query(question, self.settings.max_question_chars)
+        lang = detect_language(question)
+        reply = reply_language(lang)
+        result = Answer(question, question, "", [], False, self.backend, lang)
+
+        def finish(answer_text: str, refused: bool, footnotes: list[Footnote] | None = None) -> Answer:
+            result.answer = answer_text
+            result.refused = refused
+            result.footnotes = footnotes or []
+            result.total_s = time.perf_counter() - start
+            result.ttft_s = result.ttft_s or result.total_s
+            if lang not in ("de", "en") and not refused:
+                result.notice = (result.notice + " " + OTHER_LANGUAGE_NOTE).strip()
+            return result
+
+        if _INJECTION.search(question):
+            yield "answer", finish(DECLINE[reply].format(title=self.title), True)
+            return
+        rewritten = self.condense(question, history)
+        result.rewritten_question = rewritten
+        docs = self.retriever.search(rewritten, self.settings.k)
+        result.retrieved = [
+            {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
+             "dense_score": d.metadata["dense_score"], "lexical_score": d.metadata["lexical_score"]}
+            for d in docs
+        ]
+        best_dense = max((d.metadata["dense_score"] for d in docs), default=0.0)
+        best_lexical = max((d.metadata["lexical_score"] for d in docs), default=0.0)
+        if not docs or (best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical):
+            yield "answer", finish(REFUSALS[reply], True)
+            return
+        chunks = [self.retriever.chunk(d.id) for d in docs]
+        ranked = rank_sentences(rewritten, chunks, self.retriever.store.embeddings)
+        if self.model is None:
+            text, footnotes = self._extractive(ranked, chunks)
+            yield "answer", finish(text, False, footnotes)
+            return
+        try:
+            draft = yield from self._generate(rewritten, reply, chunks, ranked, result, start)
+        except Exception as exc:  # noqa: BLE001 - any backend failure becomes a readable notice
+            note = FALLBACK_NOTE[reply].format(backend=self.backend)
+            if self.fallback is None:
+                raise BackendFailure(f"backend {self.backend} failed: {_brief(exc)}") from None
+            text, footnotes = self._extractive(ranked, chunks)
+            result.notice = f"{note} ({_brief(exc)})"
+            result.backend = f"{self.fallback.backend} (fallback)"
+            yield "answer", finish(text, False, footnotes)
+            return
+        result.draft = draft
+        if REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3:
+            yield "answer", finish(REFUSALS[reply], True)
+            return
+        numbering, _, article_mode = self._layout()
+        if not article_mode:
+            numbering = {i + 1: c for i, c in enumerate(chunks)}
+        text, footnotes = cite(draft.replace(REFUSAL_MARK, ""), numbering, chunks, self.support)
+        if not footnotes:  # nothing the model said is in the passages: quote the text instead
+            text, footnotes = self._extractive(ranked, chunks)
+        yield "answer", finish(text, False, footnotes)
+
+    def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
+        for kind, value in self.stream(question, history):
+            if kind == "answer":
+                return value
+        raise RuntimeError("the chain ended without an answer")
+
+    def _generate(
+        self, question: str, reply: str, chunks: list[Chunk], ranked: list, result: Answer, start: float
+    ) -> Iterator[tuple[str, Any]]:
+        numbering, system, article_mode = self._layout()
+        number_of = {c.id: n for n, c in numbering.items()} if article_mode else {c.id: i + 1 for i, c in enumerate(chunks)}
+        evidence = "\n".join(f"[{number_of[c.id]}] {s.text}" for _, c, s in ranked[:2])
+        passages = "" if article_mode else format_passages([(number_of[c.id], c) for c in chunks])
+        user = self.prompts.render(f"answer.{reply}", question=question, evidence=evidence, passages=passages)
+        assert self.model is not None
+        text = ""
+        for part in self.model.stream([SystemMessage(system), HumanMessage(user)]):
+            piece = str(part.content)
+            if not piece:
+                continue
+            if not text:
+                result.ttft_s = time.perf_counter() - start
+            text += piece
+            result.tokens += 1
+            visible = _MARKER_TAIL.sub("", text)
+            if REFUSAL_MARK not in visible.upper():
+                yield "token", visible
+        return text
+
+    def _extractive(self, ranked: list, chunks: list[Chunk]) -> tuple[str, list[Footnote]]:
+        """The best sentence (and a close runner-up) from the passages, cited."""
+        if not ranked:
+            return "", []
+        best = ranked[0][0]
+        picked = [r for r in ranked[:2] if r[0] >= best - 0.04]
+        numbering = {i + 1: c for i, c in enumerate(chunks)}
+        index = {c.id: i + 1 for i, c in enumerate(chunks)}
+        draft = " ".join(f"{s.text} [{index[c.id]}]" for _, c, s in picked)
+        return cite(draft, numbering, [c for _, c, _ in picked], Support(min_lexical=0.99))
+
+
+class BackendFailure(AssistantError, RuntimeError):
+    """The backend failed and no fallback is configured."""
+
+
+_MARKER_TAIL = re.compile(r"\s*\[[\d,\s]*\]?$")
+
+
+def _brief(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")
+
+
+def _cosines(embeddings: Any, claim: str, texts: list[str]) -> list[float]:
+    qv = embeddings.embed_query(claim)
+    return [sum(a * b for a, b in zip(qv, v)) for v in embeddings.embed_documents(texts)]
+
+
+def build_chain(settings: Settings, backend: str | None = None, retriever: HybridRetriever | None = None) -> AnswerChain:
+    """The chain for ``backend`` (default: the settings'), with the extractive fallback."""
+    from .backends import make_chat_model
+    from .store import Store
+
+    spec = backend or settings.backend
+    retriever = retriever or HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
+    model = make_chat_model(spec, settings)
+    fallback = None
+    if model is not None and settings.fallback:
+        fallback = AnswerChain(retriever, settings, make_chat_model(settings.fallback, settings), settings.fallback)
+    return AnswerChain(retriever, settings, model, spec, fallback=fallback)

@@ -1,0 +1,161 @@
+"""Turn a model's draft into a correctly cited answer.
+
+Small models cite badly, so the model's markers are only hints. Every sentence of the draft is
+checked against the sentences of the retrieved passages; a supported sentence is cited with the
+passage that supports it best (the model's own marker wins a tie), an unsupported one is dropped.
+Footnotes are renumbered 1…n in order of first appearance.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .chunking import Chunk, Span
+from .corpus import split_sentences
+from .retrieval import tokenize
+
+_MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_NUMBER = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class Footnote:
+    """One footnote: the passage it points at, the exact supporting sentence, and its sources."""
+
+    n: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    passage: str
+    sentence: str
+    start: int
+    end: int
+    references: dict[int, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "passage": self.passage,
+            "sentence": self.sentence,
+            "start": self.start,
+            "end": self.end,
+            "references": {str(k): v for k, v in self.references.items()},
+        }
+
+
+def parse_markers(text: str) -> tuple[str, list[int]]:
+    """Remove citation markers from a sentence, returning the text and the numbers in order.
+
+    >>> parse_markers("Lipezk [1, 2][3].")
+    ('Lipezk.', [1, 2, 3])
+    """
+    numbers = [int(n) for group in _MARKER_GROUP.findall(text) for n in re.split(r"[,;]", group)]
+    return _MARKER_GROUP.sub("", text).strip(), numbers
+
+
+def lexical_support(claim: str, source: str) -> float:
+    """Share of the claim's content words found in the source; 0 when a number is missing.
+
+    >>> lexical_support("Die Piloten wurden in Lipezk ausgebildet.", "Piloten wurden in Lipezk ausgebildet.")
+    1.0
+    >>> lexical_support("Es waren 100 Piloten.", "Es waren mehrere hundert Piloten.")
+    0.0
+    """
+    if set(_NUMBER.findall(claim)) - set(_NUMBER.findall(source)):
+        return 0.0
+    words = set(tokenize(claim))
+    if not words:
+        return 0.0
+    have = set(tokenize(source))
+    found = sum(1 for w in words if w in have or any(h.startswith(w) or w.startswith(h) for h in have if len(h) >= 5 and len(w) >= 5))
+    return found / len(words)
+
+
+@dataclass
+class Support:
+    """Decides whether a source sentence supports a claim, lexically or by embedding similarity."""
+
+    similarity: Callable[[str, list[str]], list[float]] | None = None
+    min_lexical: float = 0.6
+    min_similarity: float = 0.72
+
+    def best(self, claim: str, spans: Sequence[tuple[Chunk, Span]], prefer: set[str]) -> tuple[Chunk, Span] | None:
+        if not spans:
+            return None
+        lexical = [lexical_support(claim, s.text) for _, s in spans]
+        numbers_ok = [not (set(_NUMBER.findall(claim)) - set(_NUMBER.findall(s.text))) for _, s in spans]
+        dense = self.similarity(claim, [s.text for _, s in spans]) if self.similarity else [0.0] * len(spans)
+        scored = []
+        for i, (chunk, span) in enumerate(spans):
+            ok = lexical[i] >= self.min_lexical or (numbers_ok[i] and dense[i] >= self.min_similarity)
+            if ok:
+                bonus = 0.05 if chunk.id in prefer else 0.0
+                scored.append((max(lexical[i], dense[i]) + bonus, i))
+        if not scored:
+            return None
+        return spans[max(scored)[1]]
+
+
+def cite(
+    draft: str,
+    numbering: dict[int, Chunk],
+    passages: Sequence[Chunk],
+    support: Support,
+) -> tuple[str, list[Footnote]]:
+    """Verify and cite each sentence of ``draft``.
+
+    Args:
+        draft: the model's text, with markers as the model wrote them.
+        numbering: the marker numbers the model was shown -> chunks.
+        passages: the chunks an answer may cite (the retrieved ones).
+        support: the support test.
+
+    Returns:
+        The answer with markers ``[n]`` renumbered by first appearance, and its footnotes.
+    """
+    spans = [(c, s) for c in passages for s in c.spans]
+    footnotes: dict[str, Footnote] = {}
+    out: list[str] = []
+    # "Satz. [1]" -> "Satz [1]." so that a marker stays with the sentence it follows.
+    draft = re.sub(r"([.!?…])\s*((?:\[\d[\d,;\s]*\])+)", r" \2\1", draft.replace("\n", " "))
+    for sentence in split_sentences(draft):
+        claim, markers = parse_markers(sentence.text)
+        if len(tokenize(claim)) == 0:
+            continue
+        prefer = {numbering[m].id for m in markers if m in numbering}
+        best = support.best(claim, spans, prefer)
+        if best is None:
+            continue
+        chunk, span = best
+        key = f"{chunk.id}@{span.start}"
+        if key not in footnotes:
+            footnotes[key] = Footnote(
+                n=len(footnotes) + 1,
+                chunk_id=chunk.id,
+                doc_id=chunk.doc_id,
+                title=chunk.title,
+                passage=chunk.text,
+                sentence=span.text,
+                start=span.start,
+                end=span.end,
+                references={n: chunk.references[n] for n in span.footnotes if n in chunk.references},
+            )
+        out.append(_with_marker(claim, footnotes[key].n))
+    return " ".join(out), list(footnotes.values())
+
+
+def _with_marker(claim: str, n: int) -> str:
+    """Put the marker before the sentence's final punctuation.
+
+    >>> _with_marker("In Lipezk.", 1)
+    'In Lipezk [1].'
+    """
+    match = re.search(r"[.!?…]+[“”\"')»]*$", claim)
+    if match:
+        return f"{claim[: match.start()].rstrip()} [{n}]{claim[match.start():]}"
+    return f"{claim} [{n}]"

@@ -1,0 +1,128 @@
+"""``assistant eval``: run backends over a QA file, append per-item results, write the summary."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from . import AssistantError
+from .evaluation import (
+    RetrievalSystem,
+    answer_metrics,
+    append_jsonl,
+    by_group,
+    load_qa,
+    read_jsonl,
+    retrieval_metrics,
+    run_retrieval,
+    score_answer,
+)
+from .retrieval import HybridRetriever
+from .settings import Settings
+from .store import Store
+
+
+def _folder_name(backend: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", backend)
+
+
+def ours(retriever: HybridRetriever) -> RetrievalSystem:
+    def search(query: str, n: int) -> list[dict[str, Any]]:
+        return [
+            {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
+             "haystack": d.page_content + " " + d.metadata["references"]}
+            for d in retriever.search(query, n)
+        ]
+
+    return RetrievalSystem("hybrid", search)
+
+
+def run_eval(
+    settings: Settings,
+    qa: Path,
+    out: Path,
+    backends: list[str],
+    split: str = "all",
+    retrieval_only: bool = False,
+    baseline: bool = False,
+    limit: int | None = None,
+) -> int:
+    items = load_qa(qa, split)[:limit]
+    if not items:
+        raise AssistantError(f"{qa}: no items in split {split!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    retriever = HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
+    summary: dict[str, Any] = {"qa": str(qa), "split": split, "items": len(items), "settings": {
+        "k": settings.k, "chunk_sentences": settings.chunk_sentences, "embedding_model": settings.embedding_model,
+        "min_relevance": settings.min_relevance, "min_lexical": settings.min_lexical}}
+    systems = [ours(retriever)]
+    if baseline:
+        from .baseline import textbook_retrieval
+
+        systems.append(textbook_retrieval(settings))
+    summary["retrieval"] = {}
+    for system in systems:
+        records = run_retrieval(items, system)
+        summary["retrieval"][system.name] = retrieval_metrics(records)
+        if system.name == "hybrid":
+            _write_jsonl(out / "retrieval.jsonl", records)
+    if not retrieval_only:
+        summary["backends"] = {}
+        for backend in backends:
+            folder = out if len(backends) == 1 else out / _folder_name(backend)
+            folder.mkdir(parents=True, exist_ok=True)
+            records = _run_backend(settings, retriever, backend, items, folder / "results.jsonl")
+            summary["backends"][backend] = {
+                "all": answer_metrics(records),
+                "by_kind": by_group(records, "kind", answer_metrics),
+                "by_lang": by_group(records, "lang", answer_metrics),
+            }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    from .report import write_report
+
+    write_report(summary, out)
+    _print_summary(summary)
+    return 0
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, items: list[dict], path: Path) -> list[dict]:
+    from .chain import build_chain
+
+    wanted = {i["id"] for i in items}
+    done = {r["id"]: r for r in read_jsonl(path) if r["id"] in wanted}
+    todo = [i for i in items if i["id"] not in done]
+    if todo:
+        chain = build_chain(settings, backend, retriever)
+        correct = sum(r["correct"] for r in done.values())
+        bar = tqdm(todo, desc=backend, unit="q", initial=len(done), total=len(items))
+        for n, item in enumerate(bar, len(done) + 1):
+            history = [tuple(turn) for turn in item.get("history", [])]
+            try:
+                result = chain.invoke(item["question"], history).to_dict()
+            except AssistantError as exc:
+                result = {"answer": "", "refused": False, "footnotes": [], "citations": [], "ttft_s": 0.0,
+                          "total_s": 0.0, "backend": backend, "error": str(exc), "retrieved": []}
+            record = {"id": item["id"], "question": item["question"], "kind": item["kind"], "lang": item["lang"],
+                      "answerable": item["answerable"], "split": item["split"], "reference": item["answer"]}
+            record |= result
+            record |= score_answer(item, result)
+            append_jsonl(path, [record])
+            done[item["id"]] = record
+            correct += record["correct"]
+            bar.set_postfix(acc=f"{correct / n:.2f}")
+    return [done[i["id"]] for i in items]
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for name, metrics in summary["retrieval"].items():
+        print(f"retrieval {name:10} " + " ".join(f"{k}={v}" for k, v in metrics.items()))
+    for backend, metrics in summary.get("backends", {}).items():
+        print(f"answers  {backend:12} " + " ".join(f"{k}={v}" for k, v in metrics["all"].items()))

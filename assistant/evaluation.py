@@ -1,0 +1,213 @@
+"""Evaluation over a QA file: retrieval recall/MRR, answers, citations, refusals, latency.
+
+Results are appended to ``results.jsonl`` one item at a time, so an interrupted run resumes
+where it stopped. ``summary.json`` is recomputed from ``results.jsonl`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import AssistantError
+
+KINDS = {"factoid", "list", "why", "yesno", "multihop", "source", "followup", "unanswerable", "injection"}
+REQUIRED = ("id", "question", "answer", "must", "evidence", "answerable", "lang", "kind")
+_MARKER = re.compile(r"\[\d{1,3}\]")
+
+
+class EvalError(AssistantError, ValueError):
+    """The QA file is unusable; the message names the line."""
+
+
+def load_qa(path: Path, split: str = "all") -> list[dict[str, Any]]:
+    """Read and validate a QA file; ``split`` keeps ``dev``, ``test`` (items without one) or all."""
+    if not path.exists():
+        raise EvalError(f"{path}: no such QA file")
+    items: list[dict[str, Any]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvalError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        missing = [k for k in REQUIRED if k not in item]
+        if missing:
+            raise EvalError(f"{path}:{n}: missing {missing}")
+        if item["kind"] not in KINDS:
+            raise EvalError(f"{path}:{n}: kind {item['kind']!r} is not one of {sorted(KINDS)}")
+        item.setdefault("history", [])
+        item.setdefault("split", "test")
+        items.append(item)
+    ids = [i["id"] for i in items]
+    if len(set(ids)) != len(ids):
+        raise EvalError(f"{path}: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})}")
+    return [i for i in items if split == "all" or i["split"] == split]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", _MARKER.sub("", text)).strip().lower()
+
+
+def covers(evidence: list[str], passages: list[str]) -> bool:
+    """Every evidence string (footnote markers ignored) occurs in one of the passages.
+
+    >>> covers(["Eins ist so.[1]"], ["x Eins  ist so. y"])
+    True
+    """
+    hay = [_norm(p) for p in passages]
+    return all(any(_norm(e) in h for h in hay) for e in evidence)
+
+
+def first_hit_rank(evidence: list[str], passages: list[str]) -> int | None:
+    """Smallest k such that the top-k passages cover all evidence, or None."""
+    for k in range(1, len(passages) + 1):
+        if covers(evidence, passages[:k]):
+            return k
+    return None
+
+
+def has_fact(answer: str, fact: str) -> bool:
+    """A ``must`` fact is present when one ``|`` alternative occurs (case-insensitive)."""
+    low = answer.lower()
+    return any(alt.strip().lower() in low for alt in fact.split("|") if alt.strip())
+
+
+def retrieval_query(item: dict[str, Any]) -> str:
+    """The question with the previous user turn, for follow-ups evaluated without a rewriter."""
+    history = item.get("history") or []
+    return f"{history[-1][0]} {item['question']}" if history else item["question"]
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 4)
+
+
+def retrieval_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    ranks = [r["hit_rank"] for r in records if r.get("answerable")]
+    if not ranks:
+        return {}
+    n = len(ranks)
+    out = {f"recall@{k}": round(sum(1 for r in ranks if r and r <= k) / n, 4) for k in (1, 3, 4, 5)}
+    out["mrr"] = round(sum(1 / r for r in ranks if r) / n, 4)
+    out["n"] = n
+    return out
+
+
+@dataclass
+class RetrievalSystem:
+    """A name and a function question -> passages (each {chunk_id, text, score, haystack})."""
+
+    name: str
+    search: Callable[[str, int], list[dict[str, Any]]]
+
+
+def run_retrieval(
+    items: list[dict[str, Any]], system: RetrievalSystem, depth: int = 10
+) -> list[dict[str, Any]]:
+    records = []
+    for item in items:
+        passages = system.search(retrieval_query(item), depth)
+        rank = first_hit_rank(item["evidence"], [p["haystack"] for p in passages]) if item["answerable"] else None
+        records.append(
+            {
+                "id": item["id"],
+                "question": item["question"],
+                "kind": item["kind"],
+                "lang": item["lang"],
+                "answerable": item["answerable"],
+                "hit_rank": rank,
+                "retrieved": [{k: p[k] for k in ("chunk_id", "text", "score")} for p in passages],
+            }
+        )
+    return records
+
+
+def by_group(records: list[dict[str, Any]], key: str, metric: Callable[[list[dict]], dict]) -> dict[str, Any]:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(str(r[key]), []).append(r)
+    return {g: metric(rs) for g, rs in sorted(groups.items())}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by an interruption: drop it and redo that item
+            continue
+    return out
+
+
+def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 4) if values else None
+
+
+# -- answers ---------------------------------------------------------------------------------------
+def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Per-item answer judgements, added to the result record.
+
+    ``correct``: answerable, not refused, every ``must`` fact present; or unanswerable and refused.
+    ``cited_ok``: per citation, whether its passage (text or the references behind it) contains an
+    evidence string. ``sentences_supported``: answer sentences whose citation passes that test.
+    """
+    answer, refused = result["answer"], result["refused"]
+    if item["answerable"]:
+        facts = [has_fact(answer, f) for f in item["must"]]
+        correct = not refused and all(facts)
+    else:
+        facts, correct = [], bool(refused)
+    cited_ok = []
+    for footnote in result.get("footnotes", []):
+        hay = footnote["passage"] + " " + " ".join(footnote["references"].values())
+        cited_ok.append(any(covers([e], [hay]) for e in item["evidence"]))
+    return {"correct": correct, "facts": facts, "cited_ok": cited_ok}
+
+
+def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate answer metrics; see eval/README.md for the definitions."""
+    if not records:
+        return {}
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    answered = [r for r in answerable if not r["refused"]]
+    citations = [ok for r in answered for ok in r["cited_ok"]]
+    ttft = [r["ttft_s"] for r in records if not r.get("error")]
+    total = [r["total_s"] for r in records if not r.get("error")]
+    return {
+        "n": len(records),
+        "accuracy": _ratio(sum(r["correct"] for r in answerable), len(answerable)),
+        "overall_accuracy": _ratio(sum(r["correct"] for r in records), len(records)),
+        "refusal_accuracy": _ratio(sum(r["refused"] for r in unanswerable), len(unanswerable)),
+        "false_refusal_rate": _ratio(sum(r["refused"] for r in answerable), len(answerable)),
+        "citation_precision": _ratio(sum(citations), len(citations)),
+        "citation_recall": _ratio(sum(any(r["cited_ok"]) for r in answered), len(answered)),
+        "ttft_p50_s": pct(ttft, 0.5),
+        "ttft_p95_s": pct(ttft, 0.95),
+        "total_p50_s": pct(total, 0.5),
+        "total_p95_s": pct(total, 0.95),
+        "tokens_mean": _ratio(sum(r.get("tokens", 0) for r in records), len(records)),
+        "errors": sum(1 for r in records if r.get("error")),
+    }
+
+
+def _ratio(a: float, b: int) -> float | None:
+    return round(a / b, 4) if b else None
