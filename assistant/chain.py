@@ -171,6 +171,7 @@ class AnswerChain:
         self.support = Support(similarity=lambda claim, texts: _cosines(embeddings, claim, texts))
         self._numbering: dict[int, Chunk] | None = None
         self._system: str | None = None
+        self._n_evidence = 1  # evidence sentences in the prompt: 1 beat 0 and 2 on dev (accuracy and TTFT)
 
     # -- the static prefix --------------------------------------------------------------------
     def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
@@ -267,7 +268,11 @@ class AnswerChain:
             return
         result.draft = draft
         if REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3:
-            yield "answer", finish(REFUSALS[reply], True)
+            if ranked and ranked[0][0] >= self.settings.override_refusal:  # the text clearly has it
+                text, footnotes = self._extractive(ranked, chunks)
+                yield "answer", finish(text, False, footnotes)
+            else:
+                yield "answer", finish(REFUSALS[reply], True)
             return
         numbering, _, article_mode = self._layout()
         if not article_mode:
@@ -288,7 +293,9 @@ class AnswerChain:
     ) -> Iterator[tuple[str, Any]]:
         numbering, system, article_mode = self._layout()
         number_of = {c.id: n for n, c in numbering.items()} if article_mode else {c.id: i + 1 for i, c in enumerate(chunks)}
-        evidence = "\n".join(f"[{number_of[c.id]}] {s.text}" for _, c, s in ranked[:2])
+        evidence = "\n".join(f"[{number_of[c.id]}] {s.text}" for _, c, s in ranked[: self._n_evidence])
+        if not evidence:
+            evidence = ", ".join(f"[{number_of[c.id]}]" for c in chunks)
         passages = "" if article_mode else format_passages([(number_of[c.id], c) for c in chunks])
         user = self.prompts.render(f"answer.{reply}", question=question, evidence=evidence, passages=passages)
         assert self.model is not None

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     fetch_k: int = Field(20, ge=1, le=500, description="candidates per ranker before fusion")
     min_relevance: float = Field(0.35, description="refuse when the best dense score is below this...")
     min_lexical: float = Field(4.0, description="...and the best BM25 score is below this")
+    override_refusal: float = Field(
+        0.70, description="when the model refuses but a sentence scores this high, quote it instead"
+    )
     backend: str = Field("local", description="provider/model, e.g. local, extractive, openai/gpt-4o-mini")
     fallback: str | None = Field("extractive", description="backend used when the chosen one fails")
     openai_base_url: str | None = None

@@ -1,0 +1,57 @@
+from assistant.chunking import Chunk, Span
+from assistant.citations import Support, cite, lexical_support, parse_markers
+
+
+def chunk(cid: str, *sentences: str) -> Chunk:
+    spans, pos = [], 0
+    for s in sentences:
+        spans.append(Span(s, pos, pos + len(s), (1,)))
+        pos += len(s) + 1
+    return Chunk(cid, "d", "T", 0, 0, " ".join(sentences), 0, pos, tuple(spans), (1,), {1: "Buch, S. 1."}, "h")
+
+
+A = chunk("d:p0:s0", "Die Piloten wurden in Lipezk ausgebildet.", "Das Wetter war gut.")
+B = chunk("d:p1:s0", "Die Zeitung The Guardian enthüllte 1926 die Zusammenarbeit.")
+LEX = Support(similarity=None)
+
+
+def test_marker_forms_are_parsed():
+    assert parse_markers("A [1, 2] b [3][4].")[1] == [1, 2, 3, 4]
+    assert parse_markers("A [1; 2].")[1] == [1, 2]
+
+
+def test_wrong_marker_is_repaired_to_the_supporting_passage():
+    text, notes = cite("Die Piloten wurden in Lipezk ausgebildet [2].", {1: A, 2: B}, [A, B], LEX)
+    assert text == "Die Piloten wurden in Lipezk ausgebildet [1]."
+    assert notes[0].chunk_id == "d:p0:s0" and notes[0].sentence.startswith("Die Piloten")
+    assert notes[0].references == {1: "Buch, S. 1."}
+
+
+def test_out_of_range_markers_are_dropped_and_footnotes_renumbered_by_first_use():
+    draft = "The Guardian enthüllte 1926 die Zusammenarbeit [7]. Die Piloten wurden in Lipezk ausgebildet [99]."
+    text, notes = cite(draft, {1: A, 2: B}, [A, B], LEX)
+    assert text == "The Guardian enthüllte 1926 die Zusammenarbeit [1]. Die Piloten wurden in Lipezk ausgebildet [2]."
+    assert [n.chunk_id for n in notes] == ["d:p1:s0", "d:p0:s0"]
+
+
+def test_unsupported_sentences_are_removed_not_cited():
+    draft = "Die Piloten wurden in Lipezk ausgebildet [1]. Sie flogen 300 Einsätze über Moskau [1]."
+    text, notes = cite(draft, {1: A}, [A], LEX)
+    assert text == "Die Piloten wurden in Lipezk ausgebildet [1]."
+    assert len(notes) == 1
+
+
+def test_numbers_must_match():
+    assert lexical_support("Im Jahr 1927 enthüllte The Guardian die Zusammenarbeit.", B.text) == 0.0
+    assert lexical_support("1926 enthüllte The Guardian die Zusammenarbeit.", B.text) == 1.0
+
+
+def test_marker_after_the_period_stays_with_its_sentence():
+    text, notes = cite("Die Piloten wurden in Lipezk ausgebildet. [1] Ende.", {1: A}, [A], LEX)
+    assert text.startswith("Die Piloten wurden in Lipezk ausgebildet [1].")
+
+
+def test_embedding_support_accepts_a_translation():
+    similar = Support(similarity=lambda claim, texts: [0.9 if "Lipezk" in t else 0.1 for t in texts])
+    text, notes = cite("The pilots were trained in Lipetsk.", {1: A}, [A], similar)
+    assert text == "The pilots were trained in Lipetsk [1]." and notes[0].chunk_id == A.id

@@ -1,0 +1,29 @@
+"""The eval set is data the product is judged on: check it like code."""
+
+import json
+from collections import Counter
+
+from assistant.evaluation import load_qa
+from conftest import ARTICLE, ROOT
+
+
+def test_qa_file_schema_and_coverage():
+    items = load_qa(ROOT / "eval" / "qa.jsonl")
+    kinds = Counter(i["kind"] for i in items)
+    assert len(items) >= 70
+    assert kinds["unanswerable"] + kinds["injection"] >= 10
+    assert sum(i["lang"] == "en" for i in items) >= 10
+    assert kinds["followup"] >= 8 and kinds["multihop"] >= 6 and kinds["source"] >= 5
+    assert {i["split"] for i in items} == {"dev", "test"}
+    for item in items:
+        assert item["answerable"] == bool(item["must"]) == bool(item["evidence"]), item["id"]
+        for turn in item["history"]:
+            assert len(turn) == 2
+
+
+def test_every_evidence_string_is_verbatim_in_the_article():
+    source = ARTICLE.read_text(encoding="utf-8")
+    for line in (ROOT / "eval" / "qa.jsonl").read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        for evidence in item["evidence"]:
+            assert evidence in source, (item["id"], evidence)
