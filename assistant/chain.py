@@ -159,7 +159,7 @@ class AnswerChain:
         model: BaseChatModel | None,
         backend: str,
         prompts: Prompts | None = None,
-        fallback: "AnswerChain | None" = None,
+        fallback: AnswerChain | None = None,
     ) -> None:
         self.retriever = retriever
         self.settings = settings

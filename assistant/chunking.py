@@ -56,7 +56,7 @@ class Chunk:
         }
 
     @classmethod
-    def from_metadata(cls, chunk_id: str, text: str, meta: dict) -> "Chunk":
+    def from_metadata(cls, chunk_id: str, text: str, meta: dict) -> Chunk:
         """Inverse of :meth:`metadata`.
 
         >>> from assistant.corpus import parse_text

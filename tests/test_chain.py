@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ARTICLE
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
@@ -10,7 +11,6 @@ from assistant.chain import REFUSALS, AnswerChain, BackendFailure, Prompts, dete
 from assistant.corpus import read_document
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store
-from conftest import ARTICLE
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
+from conftest import ARTICLE
+
 from assistant.chunking import Chunk, chunk_document
 from assistant.corpus import read_document
-from conftest import ARTICLE
 
 
 def test_chunk_ids_are_deterministic_and_pure():

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import ARTICLE
 
 from assistant.corpus import CorpusError, load_documents, parse_text, read_document, split_sentences
-from conftest import ARTICLE
 
 
 @pytest.fixture(scope="module")

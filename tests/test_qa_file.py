@@ -3,8 +3,9 @@
 import json
 from collections import Counter
 
-from assistant.evaluation import load_qa
 from conftest import ARTICLE, ROOT
+
+from assistant.evaluation import load_qa
 
 
 def test_qa_file_schema_and_coverage():

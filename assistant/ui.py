@@ -1,0 +1,348 @@
+"""The Gradio chat: streamed answers, collapsible footnotes, the article beside it.
+
+``build_app(service)`` returns the Blocks; the handlers (``ChatHandlers``) are plain generators
+that tests call without a server. Gradio is imported only here.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from . import AssistantError, models
+from .backends import split_backend
+from .chain import AnswerChain, build_chain
+from .retrieval import HybridRetriever
+from .settings import Settings
+from .store import Store
+
+EXAMPLES = [
+    "Wo wurden die deutschen Piloten ausgebildet?",
+    "Warum hatten Stresemann und Schubert Bedenken?",
+    "Which newspaper revealed the cooperation in 1926?",
+    "Welches Buch belegt die Angaben zum Bordfunk in Panzern?",
+    "Wie viele Panzer wurden in Kama insgesamt gebaut?",
+]
+_SUP = re.compile(r"\[(\d{1,3})\]")
+_TAGS = re.compile(r"<[^>]+>")
+
+
+class ChatService:
+    """Owns the retriever and one chain per backend; loads models in the background."""
+
+    def __init__(self, settings: Settings, chain: AnswerChain | None = None) -> None:
+        self.settings = settings
+        self._chains: dict[str, AnswerChain] = {}
+        self._lock = threading.Lock()
+        self._status = "Lade Index und Modelle …"
+        self._ready = threading.Event()
+        self.retriever: HybridRetriever | None = None
+        if chain is not None:
+            self.retriever = chain.retriever
+            self._chains[chain.backend] = chain
+            self._ready.set()
+            self._status = self._describe()
+
+    def warm_up(self) -> None:
+        """Load the index, the embedder and the default model, and prime the model's prompt cache."""
+        try:
+            chain = self.chain(self.settings.backend)
+            chain.invoke("Worum geht es im Artikel?")
+            self._status = self._describe()
+        except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
+            self._status = f"⚠️ Start fehlgeschlagen: {exc}"
+        finally:
+            self._ready.set()
+
+    def start_background_warm_up(self) -> threading.Thread:
+        thread = threading.Thread(target=self.warm_up, name="warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def chain(self, backend: str) -> AnswerChain:
+        with self._lock:
+            if backend not in self._chains:
+                if self.retriever is None:
+                    self.retriever = HybridRetriever(
+                        store=Store(self.settings), k=self.settings.k, fetch_k=self.settings.fetch_k
+                    )
+                    self.retriever.refresh()
+                self._chains[backend] = build_chain(self.settings, backend, self.retriever)
+            return self._chains[backend]
+
+    def status(self) -> str:
+        return self._status if self._ready.is_set() else f"⏳ {self._status}"
+
+    def _describe(self) -> str:
+        assert self.retriever is not None
+        docs = sorted({c.doc_id for c in self.retriever.chunks})
+        return (
+            f"Modell: **{self.settings.backend}** · Embedder: **{self.settings.embedding_model}** · "
+            f"Index: {len(self.retriever.chunks)} Passagen aus {len(docs)} Dokument(en)"
+        )
+
+    def backends(self) -> list[str]:
+        """Backends that are configured and reachable now."""
+        found = [self.settings.backend]
+        if self.settings.backend != "extractive":
+            found.append("extractive")
+        for name, spec in models.PACKAGED_MODELS.items():
+            key = f"local/{name}"
+            if spec.kind == "llm" and models.status(spec, self.settings.cache_dir) == "ok" and split_backend(self.settings.backend) != ("local", name):
+                found.append(key)
+        if self.settings.openai_base_url and _reachable(self.settings.openai_base_url.rstrip("/") + "/models"):
+            found.append("openai/default")
+        if _reachable(self.settings.ollama_url.rstrip("/") + "/api/tags"):
+            found.append("ollama/default")
+        return list(dict.fromkeys(found))
+
+    def documents(self) -> dict[str, dict[str, Any]]:
+        assert self.retriever is not None
+        return self.retriever.store.documents()
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):  # noqa: S310 - loopback/configured URLs only
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+# -- rendering --------------------------------------------------------------------------------------
+def render_answer(text: str) -> str:
+    """Markers as superscripts.
+
+    >>> render_answer("In Lipezk [1].")
+    'In Lipezk<sup>[1]</sup>.'
+    """
+    return _SUP.sub(r"<sup>[\1]</sup>", html.escape(text, quote=False)).replace(" <sup>", "<sup>")
+
+
+def plain_text(content: Any) -> str:
+    """Text of a chat message in any of Gradio's content shapes, with superscripts back to [n]."""
+    if isinstance(content, list):
+        content = " ".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
+    elif isinstance(content, dict):
+        content = content.get("text", "")
+    text = str(content or "").replace("<sup>", " ").replace("</sup>", "")
+    return html.unescape(_TAGS.sub("", text)).strip()
+
+
+def render_footnotes(answer: dict[str, Any]) -> str:
+    """Each footnote: the passage with its supporting sentence highlighted, and its Einzelnachweis."""
+    parts = []
+    for f in answer["footnotes"]:
+        passage = html.escape(f["passage"], quote=False)
+        sentence = html.escape(f["sentence"], quote=False)
+        passage = passage.replace(sentence, f"<mark>{sentence}</mark>", 1)
+        refs = "<br>".join(f"Einzelnachweis {html.escape(k)}: {html.escape(v)}" for k, v in f["references"].items())
+        parts.append(
+            f"<p><b>[{f['n']}]</b> <i>{html.escape(f['title'])}</i> · {html.escape(f['chunk_id'])}<br>"
+            f"{passage}<br><small>{refs or 'Kein Einzelnachweis hinter dieser Passage.'}</small></p>"
+        )
+    return "\n".join(parts)
+
+
+def footnote_title(answer: dict[str, Any]) -> str:
+    refs = {v.split(":")[0] for f in answer["footnotes"] for v in f["references"].values()}
+    return f"📚 Quellen ({len(answer['footnotes'])}): " + "; ".join(sorted(refs))[:120] if answer["footnotes"] else "📚 Quellen"
+
+
+def article_html(title: str, source: str, highlight: tuple[int, int] | None = None) -> str:
+    """The document as HTML, with the highlighted span marked (``id="hl"`` for scrolling)."""
+    if highlight:
+        a, b = highlight
+        body = (html.escape(source[:a]) + '<mark id="hl">' + html.escape(source[a:b]) + "</mark>" + html.escape(source[b:]))
+    else:
+        body = html.escape(source)
+    paragraphs = [p.strip().replace("\n", "<br>") for p in re.split(r"\n\s*\n", body) if p.strip()]
+    inner = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return f'<div class="article" id="article"><h3>{html.escape(title)}</h3>{inner}</div>'
+
+
+# -- handlers ---------------------------------------------------------------------------------------
+class ChatHandlers:
+    """Plain functions behind the UI's events; testable without a server."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+
+    @staticmethod
+    def history_pairs(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """(user, assistant answer) pairs, skipping footnote and notice messages."""
+        pairs: list[tuple[str, str]] = []
+        user = None
+        for m in messages:
+            m = m if isinstance(m, dict) else m.__dict__
+            if (m.get("metadata") or {}).get("title"):
+                continue
+            if m["role"] == "user":
+                user = plain_text(m["content"])
+            elif m["role"] == "assistant" and user is not None:
+                pairs.append((user, plain_text(m["content"])))
+                user = None
+        return pairs
+
+    def respond(
+        self,
+        message: str,
+        messages: list[dict[str, Any]] | None,
+        backend: str | None = None,
+        k: int | None = None,
+        show_rewritten: bool = False,
+        answers: list[dict[str, Any]] | None = None,
+    ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Stream the answer into the chat; yields (messages, answers-so-far)."""
+        messages = list(messages or [])
+        answers = list(answers or [])
+        history = self.history_pairs(messages)
+        text = "".join(ch for ch in (message or "") if ch.isprintable() or ch in "\n\t").strip()
+        limit = self.service.settings.max_question_chars
+        notice = ""
+        if len(text) > limit:
+            text, notice = text[:limit], f"Die Nachricht war {len(message):,} Zeichen lang; nur die ersten {limit:,} wurden verwendet."
+        messages.append({"role": "user", "content": html.escape(text[:2000]) or "(leer)"})
+        if not text:
+            messages.append({"role": "assistant", "content": "Bitte eine Frage zum Artikel eingeben. / Please type a question about the article."})
+            yield list(messages), list(answers)
+            return
+        if notice:
+            messages.append({"role": "assistant", "content": f"ℹ️ {notice}", "metadata": {"title": "Hinweis"}})
+        messages.append({"role": "assistant", "content": "…"})
+        yield list(messages), list(answers)
+        try:
+            chain = self.service.chain(backend or self.service.settings.backend)
+            if k:
+                chain.settings = chain.settings.model_copy(update={"k": int(k)})
+            for kind, value in chain.stream(text, history):
+                if kind == "token":
+                    messages[-1] = {"role": "assistant", "content": html.escape(_SUP.sub("", value)) + " ▌"}
+                    yield list(messages), list(answers)
+                else:
+                    result = value.to_dict()
+        except AssistantError as exc:
+            messages[-1] = {"role": "assistant", "content": f"⚠️ {html.escape(str(exc))}"}
+            yield list(messages), list(answers)
+            return
+        except Exception as exc:  # noqa: BLE001 - the app must stay up whatever a backend does
+            messages[-1] = {"role": "assistant", "content": f"⚠️ Interner Fehler ({type(exc).__name__}); bitte erneut versuchen."}
+            yield list(messages), list(answers)
+            return
+        messages[-1] = {"role": "assistant", "content": render_answer(result["answer"])}
+        if result["notice"]:
+            messages.append({"role": "assistant", "content": f"ℹ️ {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})
+        if show_rewritten and result["rewritten_question"] != result["question"]:
+            messages.append({"role": "assistant", "content": html.escape(result["rewritten_question"]), "metadata": {"title": "🔎 Umformulierte Frage"}})
+        if result["footnotes"]:
+            messages.append({"role": "assistant", "content": render_footnotes(result), "metadata": {"title": footnote_title(result), "status": "done"}})
+        answers.append(result)
+        yield list(messages), list(answers)
+
+    @staticmethod
+    def footnote_choices(answers: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Radio choices for the footnotes of the latest answer: (label, "answer#:n")."""
+        if not answers:
+            return []
+        last = answers[-1]
+        i = len(answers) - 1
+        return [(f"[{f['n']}] {f['sentence'][:70]}…", f"{i}:{f['n']}") for f in last["footnotes"]]
+
+    def show_footnote(self, choice: str | None, answers: list[dict[str, Any]]) -> tuple[str, str]:
+        """(passage panel HTML, article HTML with the footnote's sentence highlighted)."""
+        docs = self.service.documents()
+        if not choice or not answers:
+            first = next(iter(docs.values()))
+            return "", article_html(first["title"], first["source"])
+        index, n = (int(x) for x in choice.split(":"))
+        footnote = next(f for f in answers[index]["footnotes"] if f["n"] == n)
+        doc = docs[footnote["doc_id"]]
+        panel = render_footnotes({"footnotes": [footnote]})
+        return panel, article_html(doc["title"], doc["source"], (footnote["start"], footnote["end"]))
+
+
+CSS = """
+.article { max-height: 72vh; overflow-y: auto; padding: 0 .75rem; line-height: 1.5; }
+.article mark, .passage mark { background: #ffe58a; padding: 0 2px; }
+sup { color: #1d4ed8; font-weight: 600; }
+"""
+SCROLL_JS = "() => { setTimeout(() => { const m = document.getElementById('hl'); if (m) m.scrollIntoView({block: 'center', behavior: 'smooth'}); }, 300); }"
+
+
+def build_app(service: ChatService) -> gr.Blocks:
+    """The chat page. Takes the service (chains per backend); does not launch it."""
+    handlers = ChatHandlers(service)
+    settings = service.settings
+    with gr.Blocks(title="Artikel-Assistent") as app:
+        gr.Markdown("## Geheime Zusammenarbeit zwischen Roter Armee und Reichswehr — Fragen an den Artikel")
+        status = gr.Markdown(service.status(), elem_id="status")
+        answers = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
+                textbox = gr.Textbox(placeholder="Frage auf Deutsch oder Englisch …", show_label=False, elem_id="question", submit_btn=True, stop_btn=False)
+                with gr.Row():
+                    retry = gr.Button("↻ Nochmal", size="sm")
+                    stop = gr.Button("■ Stopp", size="sm", variant="stop")
+                    clear = gr.Button("🗑 Neu", size="sm")
+                gr.Examples(EXAMPLES, inputs=textbox, label="Beispiele")
+                footnote = gr.Radio(choices=[], label="Fußnote anzeigen (markiert sie im Artikel)", elem_id="footnotes")
+                passage = gr.HTML(elem_classes=["passage"], elem_id="passage")
+                with gr.Accordion("Einstellungen", open=False):
+                    backend = gr.Dropdown(choices=[settings.backend, "extractive"], value=settings.backend, label="Backend", allow_custom_value=True)
+                    k = gr.Slider(1, 10, value=settings.k, step=1, label="Passagen pro Frage")
+                    show_rewritten = gr.Checkbox(False, label="Umformulierte Frage zeigen")
+            with gr.Column(scale=2):
+                with gr.Tab("Artikel"):
+                    article = gr.HTML(elem_id="article-panel")
+
+        def submit(message, messages, backend_value, k_value, rewritten, answers_value):
+            for new_messages, new_answers in handlers.respond(message, messages, backend_value, k_value, rewritten, answers_value):
+                yield new_messages, new_answers, ""
+        inputs = [textbox, chatbot, backend, k, show_rewritten, answers]
+        ask = textbox.submit(submit, inputs, [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
+        ask.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
+
+        def retry_last(messages, backend_value, k_value, rewritten, answers_value):
+            pairs = handlers.history_pairs(messages or [])
+            if not pairs:
+                yield messages, answers_value, ""
+                return
+            last_user = pairs[-1][0]
+            cut = max(i for i, m in enumerate(messages) if m["role"] == "user")
+            yield from submit(last_user, messages[:cut], backend_value, k_value, rewritten, answers_value)
+        again = retry.click(retry_last, [chatbot, backend, k, show_rewritten, answers], [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
+        again.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
+        stop.click(None, None, None, cancels=[ask, again])
+        clear.click(lambda: ([], [], gr.Radio(choices=[], value=None), ""), None, [chatbot, answers, footnote, passage])
+        footnote.change(handlers.show_footnote, [footnote, answers], [passage, article]).then(None, None, None, js=SCROLL_JS)
+
+        def on_load(answers_value):
+            service._ready.wait(timeout=0.1)
+            choices = service.backends() if service._ready.is_set() else [settings.backend, "extractive"]
+            try:
+                _, article_value = handlers.show_footnote(None, answers_value)
+            except AssistantError as exc:
+                article_value = f"<p>⚠️ {html.escape(str(exc))}</p>"
+            return service.status(), gr.Dropdown(choices=choices, value=settings.backend), article_value
+        app.load(on_load, answers, [status, backend, article])
+        timer = gr.Timer(2.0)
+        timer.tick(lambda: service.status(), None, status)
+    return app
+
+
+def launch(service: ChatService, host: str, port: int, auth: tuple[str, str] | None = None) -> None:
+    app = build_app(service)
+    app.queue(default_concurrency_limit=service.settings.concurrency, max_size=64)
+    app.launch(
+        server_name=host, server_port=port, share=False, auth=auth, show_error=False,
+        allowed_paths=[], inbrowser=False, css=CSS, footer_links=[],
+    )
+
+

@@ -1,0 +1,97 @@
+"""UI handlers with a fake-model chain: streaming, footnotes, errors, history — no server."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from assistant.chain import AnswerChain
+from assistant.corpus import read_document
+from assistant.retrieval import HybridRetriever
+from assistant.store import Store
+from assistant.ui import ChatHandlers, ChatService, article_html, build_app, plain_text
+from conftest import ARTICLE
+
+
+@pytest.fixture
+def service(settings_factory, fake_embeddings):
+    settings = settings_factory(min_relevance=-1.0, backend="fake", fallback=None)
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE)])
+    retriever = HybridRetriever(store=store, k=settings.k)
+    chain = AnswerChain(retriever, settings, None, "fake")
+    numbering, _, _ = chain._layout()
+    n = next(i for i, c in numbering.items() if "Lipezk" in c.text)
+    chain.model = GenericFakeChatModel(messages=iter([AIMessage(content=f"Die Piloten wurden in Lipezk ausgebildet [{n}].")] * 5))
+    return ChatService(settings, chain)
+
+
+def test_answer_streams_then_shows_superscript_and_footnotes(service):
+    handlers = ChatHandlers(service)
+    steps = list(handlers.respond("Wo wurden die Piloten ausgebildet?", []))
+    streamed = [m[-1]["content"] for m, _ in steps[1:-1]]
+    assert any(s.endswith("▌") for s in streamed), "partial answers are shown while the model writes"
+    messages, answers = steps[-1]
+    answer = next(m for m in messages if m["role"] == "assistant" and not m.get("metadata"))
+    assert answer["content"] == "Die Piloten wurden in Lipezk ausgebildet<sup>[1]</sup>."
+    notes = next(m for m in messages if (m.get("metadata") or {}).get("title", "").startswith("📚"))
+    assert "<mark>Für den Aufbau der Luftwaffe" in notes["content"] and "Ian Johnson" in notes["content"]
+    assert answers[-1]["footnotes"][0]["chunk_id"].startswith("article:p4")
+
+
+def test_footnote_choice_highlights_the_sentence_in_the_article(service):
+    handlers = ChatHandlers(service)
+    _, answers = list(handlers.respond("Wo wurden die Piloten ausgebildet?", []))[-1]
+    choices = handlers.footnote_choices(answers)
+    assert choices and choices[0][1] == "0:1"
+    panel, article = handlers.show_footnote(choices[0][1], answers)
+    assert "Ian Johnson" in panel
+    assert '<mark id="hl">Für den Aufbau der Luftwaffe' in article
+
+
+def test_history_pairs_skip_footnote_messages_and_follow_up_passes_history(service):
+    handlers = ChatHandlers(service)
+    messages, answers = list(handlers.respond("Wo wurden die Piloten ausgebildet?", []))[-1]
+    pairs = handlers.history_pairs(messages)
+    assert pairs == [("Wo wurden die Piloten ausgebildet?", "Die Piloten wurden in Lipezk ausgebildet [1].")]
+    service._chains["fake"].model = FakeListChatModel(responses=["Wie viele Piloten wurden in Lipezk ausgebildet?", "NICHT IM TEXT"])
+    messages, answers = list(handlers.respond("Wie viele?", messages, answers=answers, show_rewritten=True))[-1]
+    assert answers[-1]["rewritten_question"] == "Wie viele Piloten wurden in Lipezk ausgebildet?"
+    assert any((m.get("metadata") or {}).get("title") == "🔎 Umformulierte Frage" for m in messages)
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\u200b"])
+def test_empty_message_gets_a_hint(service, message):
+    messages, _ = list(ChatHandlers(service).respond(message, []))[-1]
+    assert "Bitte eine Frage" in messages[-1]["content"]
+
+
+def test_huge_message_is_truncated_with_a_notice(service):
+    messages, answers = list(ChatHandlers(service).respond("Lipezk " * 20_000, []))[-1]
+    assert any("nur die ersten 2,000" in m["content"] for m in messages)
+    assert len(answers[-1]["question"]) <= 2000
+
+
+def test_backend_error_is_shown_and_the_next_question_works(service):
+    class Boom(FakeListChatModel):
+        def _stream(self, *a, **k):
+            raise TimeoutError("timed out")
+
+    chain = service._chains["fake"]
+    good = chain.model
+    chain.model = Boom(responses=["x"])
+    messages, _ = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))[-1]
+    assert messages[-1]["content"].startswith("⚠️") and "TimeoutError" in messages[-1]["content"]
+    chain.model = good
+    messages, _ = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", messages))[-1]
+    assert any("Lipezk" in plain_text(m["content"]) for m in messages[-2:])
+
+
+def test_article_html_escapes_and_marks():
+    out = article_html("T", "a <b> c\n\nd", (2, 5))
+    assert '<mark id="hl">&lt;b&gt;</mark>' in out and out.count("<p>") == 2
+
+
+def test_build_app_constructs(service):
+    assert build_app(service) is not None
