@@ -113,6 +113,7 @@ class Answer:
             "total_s": round(self.total_s, 4),
             "retrieved": self.retrieved,
             "notice": self.notice,
+            "draft": self.draft,
             "tokens": self.tokens,
         }
 
@@ -206,7 +207,9 @@ class AnswerChain:
         turns = "\n".join(f"Nutzer: {u}\nAssistent: {parse_markers(a)[0][:300]}" for u, a in history[-3:])
         prompt = self.prompts.render("condense", history=turns, question=question)
         try:
-            text = str(self.model.invoke([HumanMessage(prompt)], max_tokens=60).content)
+            # Same system prompt as answers, so a local model reuses its cached prefix.
+            _, system, _ = self._layout()
+            text = str(self.model.invoke([SystemMessage(system), HumanMessage(prompt)], max_tokens=60).content)
         except Exception:  # noqa: BLE001 - a failing rewrite must not lose the question
             return f"{last_user} {question}"
         text = text.strip().splitlines()[0].strip(" \"'„“") if text.strip() else ""

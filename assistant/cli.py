@@ -179,12 +179,15 @@ def _stream_answer(chain: Any, question: str, history: list[tuple[str, str]]) ->
 def cmd_ask(args: argparse.Namespace) -> int:
     from .chain import build_chain
 
+    from .retrieval import validate_query
+
     settings = settings_from(args)
+    question = validate_query(args.question, settings.max_question_chars)
     chain = build_chain(settings)
     if args.json:
-        print(json.dumps(chain.invoke(args.question).to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps(chain.invoke(question).to_dict(), ensure_ascii=False, indent=2))
         return 0
-    _stream_answer(chain, args.question, [])
+    _stream_answer(chain, question, [])
     return 0
 
 

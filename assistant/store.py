@@ -77,6 +77,9 @@ def load_embeddings(name: str, cache_dir: Path) -> SentenceTransformerEmbeddings
     path = resolve_embedding_model(name, cache_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     try:
         model = SentenceTransformer(path, device="cpu")

@@ -1,0 +1,100 @@
+"""The real page in real headless Chromium: ask, read the streamed answer, open a footnote, follow up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)")
+
+
+def start_server(home: Path, backend: str, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env |= {"ASSISTANT_HOME": str(home), "ASSISTANT_BACKEND": backend, "ASSISTANT_PORT": str(port),
+            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+def ask(page, question: str, count: int, timeout_ms: int):
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    bot = page.locator("#chat .bot, #chat [data-testid='bot']")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#chat sup').length >= n", arg=count, timeout=timeout_ms)
+    return bot
+
+
+def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms: int) -> Path:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    proc = start_server(home, backend, port, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.wait_for_selector("#question textarea", timeout=60_000)
+            ask(page, "Wo wurden die deutschen Piloten ausgebildet?", 1, answer_timeout_ms)
+            chat = page.locator("#chat")
+            assert "Lipezk" in chat.inner_text()
+            # the collapsible footnote message: open it, see passage and Einzelnachweis
+            page.get_by_text("📚 Quellen").first.click()
+            page.wait_for_function("() => document.querySelector('#chat').innerText.includes('Ian Johnson')", timeout=10_000)
+            assert "Für den Aufbau der Luftwaffe" in chat.inner_text()
+            # choosing the footnote marks the sentence in the article panel
+            page.locator("#footnotes label").first.click()
+            page.wait_for_selector("#article-panel mark#hl", timeout=10_000)
+            assert "Lipezk" in page.locator("#article-panel mark#hl").inner_text()
+            assert "Ian Johnson" in page.locator("#passage").inner_text()
+            # a follow-up uses the history
+            ask(page, "Und wie viele wurden dort ausgebildet?", 2, answer_timeout_ms)
+            assert "hundert" in chat.inner_text().split("Und wie viele wurden dort ausgebildet?")[-1]
+            shot = tmp_path / f"chat-{backend.replace('/', '_')}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+        if os.environ.get("SCREENSHOT_TO"):  # `make screenshot` keeps it for the README
+            shutil.copy(shot, os.environ["SCREENSHOT_TO"])
+        return shot
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_browser_conversation_extractive(real_index, tmp_path):
+    settings, _ = real_index
+    shot = run_conversation(settings.home, "extractive", tmp_path, 60_000)
+    assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_browser_conversation_local_model(real_index, tmp_path):
+    settings, _ = real_index
+    shot = run_conversation(settings.home, "local", tmp_path, 240_000)
+    assert shot.stat().st_size > 10_000
