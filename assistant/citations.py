@@ -18,6 +18,7 @@ from .retrieval import tokenize
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")
+_VERDICTS = {"ja", "nein", "yes", "no", "doch"}
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,12 @@ def cite(
     out: list[str] = []
     # "Satz. [1]" -> "Satz [1]." so that a marker stays with the sentence it follows.
     draft = re.sub(r"([.!?…])\s*((?:\[\d[\d,;\s]*\])+)", r" \2\1", draft.replace("\n", " "))
+    verdict = ""  # a bare "Ja."/"Nein." is kept only in front of a supported sentence
     for sentence in split_sentences(draft):
         claim, markers = parse_markers(sentence.text)
+        if claim.strip(" .,!").lower() in _VERDICTS:
+            verdict = claim.strip(" .,!").capitalize() + ". "
+            continue
         if len(tokenize(claim)) == 0:
             continue
         prefer = {numbering[m].id for m in markers if m in numbering}
@@ -145,7 +150,8 @@ def cite(
                 end=span.end,
                 references={n: chunk.references[n] for n in span.footnotes if n in chunk.references},
             )
-        out.append(_with_marker(claim, footnotes[key].n))
+        out.append(verdict + _with_marker(claim, footnotes[key].n))
+        verdict = ""
     return " ".join(out), list(footnotes.values())
 
 

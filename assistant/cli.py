@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", parents=[common], help="evaluate retrieval and answers on a QA file")
     e.add_argument("--qa", type=Path, default=Path("eval/qa.jsonl"))
-    e.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    e.add_argument("--out", type=Path, help="output folder (resumable: a rerun continues where it stopped)")
+    e.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="print what changed between two runs")
     e.add_argument("--split", choices=["dev", "test", "all"], default="all")
     e.add_argument("--retrieval-only", action="store_true", help="skip answer generation")
     e.add_argument("--baseline", action="store_true", help="also run the textbook LangChain retrieval baseline")
@@ -178,7 +179,6 @@ def _stream_answer(chain: Any, question: str, history: list[tuple[str, str]]) ->
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .chain import build_chain
-
     from .retrieval import validate_query
 
     settings = settings_from(args)
@@ -219,6 +219,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval_run import run_eval
 
+    if args.compare:
+        from .report import compare
+
+        print(compare(*args.compare))
+        return 0
+    if not args.out:
+        raise AssistantError("give --out DIR (or --compare RUN_A RUN_B)")
     settings = settings_from(args)
     return run_eval(
         settings, qa=args.qa, out=args.out, backends=args.backend or [settings.backend],

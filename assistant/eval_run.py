@@ -59,10 +59,10 @@ def run_eval(
     summary: dict[str, Any] = {"qa": str(qa), "split": split, "items": len(items), "settings": {
         "k": settings.k, "chunk_sentences": settings.chunk_sentences, "embedding_model": settings.embedding_model,
         "min_relevance": settings.min_relevance, "min_lexical": settings.min_lexical}}
-    systems = [ours(retriever)]
-    if baseline:
-        from .baseline import textbook_retrieval
+    from .baseline import bm25_retrieval, textbook_retrieval
 
+    systems = [ours(retriever), bm25_retrieval(retriever.chunks)]
+    if baseline:
         systems.append(textbook_retrieval(settings))
     summary["retrieval"] = {}
     for system in systems:
@@ -100,7 +100,13 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
     done = {r["id"]: r for r in read_jsonl(path) if r["id"] in wanted}
     todo = [i for i in items if i["id"] not in done]
     if todo:
-        chain = build_chain(settings, backend, retriever)
+        if backend.startswith("baseline:"):
+            from .backends import make_chat_model
+            from .baseline import BaselineChain
+
+            chain = BaselineChain(backend, settings, make_chat_model("local", settings), retriever)
+        else:
+            chain = build_chain(settings, backend, retriever)
         correct = sum(r["correct"] for r in done.values())
         bar = tqdm(todo, desc=backend, unit="q", initial=len(done), total=len(items))
         for n, item in enumerate(bar, len(done) + 1):

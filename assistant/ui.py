@@ -56,7 +56,7 @@ class ChatService:
             chain.invoke("Worum geht es im Artikel?")
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
-            self._status = f"⚠️ Start fehlgeschlagen: {exc}"
+            self._status = f"Fehler: Start fehlgeschlagen: {exc}"
         finally:
             self._ready.set()
 
@@ -77,7 +77,7 @@ class ChatService:
             return self._chains[backend]
 
     def status(self) -> str:
-        return self._status if self._ready.is_set() else f"⏳ {self._status}"
+        return self._status if self._ready.is_set() else f"{self._status}"
 
     def _describe(self) -> str:
         assert self.retriever is not None
@@ -152,7 +152,7 @@ def render_footnotes(answer: dict[str, Any]) -> str:
 
 def footnote_title(answer: dict[str, Any]) -> str:
     refs = {v.split(":")[0] for f in answer["footnotes"] for v in f["references"].values()}
-    return f"📚 Quellen ({len(answer['footnotes'])}): " + "; ".join(sorted(refs))[:120] if answer["footnotes"] else "📚 Quellen"
+    return f"Quellen ({len(answer['footnotes'])}): " + "; ".join(sorted(refs))[:120] if answer["footnotes"] else "Quellen"
 
 
 def article_html(title: str, source: str, highlight: tuple[int, int] | None = None) -> str:
@@ -214,7 +214,7 @@ class ChatHandlers:
             yield list(messages), list(answers)
             return
         if notice:
-            messages.append({"role": "assistant", "content": f"ℹ️ {notice}", "metadata": {"title": "Hinweis"}})
+            messages.append({"role": "assistant", "content": f"Hinweis: {notice}", "metadata": {"title": "Hinweis"}})
         messages.append({"role": "assistant", "content": "…"})
         yield list(messages), list(answers)
         try:
@@ -228,18 +228,18 @@ class ChatHandlers:
                 else:
                     result = value.to_dict()
         except AssistantError as exc:
-            messages[-1] = {"role": "assistant", "content": f"⚠️ {html.escape(str(exc))}"}
+            messages[-1] = {"role": "assistant", "content": f"Fehler: {html.escape(str(exc))}"}
             yield list(messages), list(answers)
             return
         except Exception as exc:  # noqa: BLE001 - the app must stay up whatever a backend does
-            messages[-1] = {"role": "assistant", "content": f"⚠️ Interner Fehler ({type(exc).__name__}); bitte erneut versuchen."}
+            messages[-1] = {"role": "assistant", "content": f"Fehler: Interner Fehler ({type(exc).__name__}); bitte erneut versuchen."}
             yield list(messages), list(answers)
             return
         messages[-1] = {"role": "assistant", "content": render_answer(result["answer"])}
         if result["notice"]:
-            messages.append({"role": "assistant", "content": f"ℹ️ {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})
+            messages.append({"role": "assistant", "content": f"Hinweis: {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})
         if show_rewritten and result["rewritten_question"] != result["question"]:
-            messages.append({"role": "assistant", "content": html.escape(result["rewritten_question"]), "metadata": {"title": "🔎 Umformulierte Frage"}})
+            messages.append({"role": "assistant", "content": html.escape(result["rewritten_question"]), "metadata": {"title": "Umformulierte Frage"}})
         if result["footnotes"]:
             messages.append({"role": "assistant", "content": render_footnotes(result), "metadata": {"title": footnote_title(result), "status": "done"}})
         answers.append(result)
@@ -288,9 +288,9 @@ def build_app(service: ChatService) -> gr.Blocks:
                 chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
                 textbox = gr.Textbox(placeholder="Frage auf Deutsch oder Englisch …", show_label=False, elem_id="question", submit_btn=True, stop_btn=False)
                 with gr.Row():
-                    retry = gr.Button("↻ Nochmal", size="sm")
-                    stop = gr.Button("■ Stopp", size="sm", variant="stop")
-                    clear = gr.Button("🗑 Neu", size="sm")
+                    retry = gr.Button("Nochmal fragen", size="sm")
+                    stop = gr.Button("Stopp", size="sm", variant="stop")
+                    clear = gr.Button("Neues Gespräch", size="sm")
                 gr.Examples(EXAMPLES, inputs=textbox, label="Beispiele")
                 footnote = gr.Radio(choices=[], label="Fußnote anzeigen (markiert sie im Artikel)", elem_id="footnotes")
                 passage = gr.HTML(elem_classes=["passage"], elem_id="passage")

@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -64,7 +63,7 @@ def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms
             chat = page.locator("#chat")
             assert "Lipezk" in chat.inner_text()
             # the collapsible footnote message: open it, see passage and Einzelnachweis
-            page.get_by_text("📚 Quellen").first.click()
+            page.get_by_text("Quellen").first.click()
             page.wait_for_function("() => document.querySelector('#chat').innerText.includes('Ian Johnson')", timeout=10_000)
             assert "Für den Aufbau der Luftwaffe" in chat.inner_text()
             # choosing the footnote marks the sentence in the article panel

@@ -55,3 +55,10 @@ def test_embedding_support_accepts_a_translation():
     similar = Support(similarity=lambda claim, texts: [0.9 if "Lipezk" in t else 0.1 for t in texts])
     text, notes = cite("The pilots were trained in Lipetsk.", {1: A}, [A], similar)
     assert text == "The pilots were trained in Lipetsk [1]." and notes[0].chunk_id == A.id
+
+
+def test_bare_verdict_is_kept_before_a_supported_sentence_only():
+    text, _ = cite("Nein. Die Piloten wurden in Lipezk ausgebildet [1].", {1: A}, [A], LEX)
+    assert text == "Nein. Die Piloten wurden in Lipezk ausgebildet [1]."
+    text, notes = cite("Ja. Sie flogen nach Moskau.", {1: A}, [A], LEX)
+    assert text == "" and notes == []

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ARTICLE, free_port
 
 from assistant.cli import build_parser, main
 from assistant.corpus import read_document
 from assistant.store import Store
-from conftest import ARTICLE, free_port
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import ARTICLE, ROOT, free_port
 
 from assistant.corpus import read_document
 from assistant.evaluation import RetrievalSystem, load_qa, retrieval_metrics, run_retrieval
 from assistant.retrieval import HybridRetriever
-from conftest import ARTICLE, ROOT, free_port
 
 
 def _search_fn(retriever):

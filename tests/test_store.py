@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from conftest import ARTICLE
 
 from assistant.corpus import parse_text, read_document
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store, StoreError
-from conftest import ARTICLE
 
 
 def test_ingest_is_idempotent_and_incremental(settings_factory, fake_embeddings):

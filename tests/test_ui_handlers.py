@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ARTICLE
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
@@ -11,7 +12,6 @@ from assistant.corpus import read_document
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store
 from assistant.ui import ChatHandlers, ChatService, article_html, build_app, plain_text
-from conftest import ARTICLE
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_answer_streams_then_shows_superscript_and_footnotes(service):
     messages, answers = steps[-1]
     answer = next(m for m in messages if m["role"] == "assistant" and not m.get("metadata"))
     assert answer["content"] == "Die Piloten wurden in Lipezk ausgebildet<sup>[1]</sup>."
-    notes = next(m for m in messages if (m.get("metadata") or {}).get("title", "").startswith("📚"))
+    notes = next(m for m in messages if (m.get("metadata") or {}).get("title", "").startswith("Quellen"))
     assert "<mark>Für den Aufbau der Luftwaffe" in notes["content"] and "Ian Johnson" in notes["content"]
     assert answers[-1]["footnotes"][0]["chunk_id"].startswith("article:p4")
 
@@ -58,7 +58,7 @@ def test_history_pairs_skip_footnote_messages_and_follow_up_passes_history(servi
     service._chains["fake"].model = FakeListChatModel(responses=["Wie viele Piloten wurden in Lipezk ausgebildet?", "NICHT IM TEXT"])
     messages, answers = list(handlers.respond("Wie viele?", messages, answers=answers, show_rewritten=True))[-1]
     assert answers[-1]["rewritten_question"] == "Wie viele Piloten wurden in Lipezk ausgebildet?"
-    assert any((m.get("metadata") or {}).get("title") == "🔎 Umformulierte Frage" for m in messages)
+    assert any((m.get("metadata") or {}).get("title") == "Umformulierte Frage" for m in messages)
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\u200b"])
@@ -82,7 +82,7 @@ def test_backend_error_is_shown_and_the_next_question_works(service):
     good = chain.model
     chain.model = Boom(responses=["x"])
     messages, _ = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))[-1]
-    assert messages[-1]["content"].startswith("⚠️") and "TimeoutError" in messages[-1]["content"]
+    assert messages[-1]["content"].startswith("Fehler:") and "TimeoutError" in messages[-1]["content"]
     chain.model = good
     messages, _ = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", messages))[-1]
     assert any("Lipezk" in plain_text(m["content"]) for m in messages[-2:])
