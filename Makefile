@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup models run test test-fast browser eval bench-retrieval screenshot lint clean
+.PHONY: setup models run test test-fast browser eval bench-retrieval screenshot loadtest lint clean
 
 setup: $(STAMP) models
 
@@ -42,13 +42,24 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest
 
 eval: setup
-	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --backend local --backend extractive --out runs/latest
+	$(BIN)/assistant ingest
+	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --baseline --out runs/latest \
+		--backend local --backend extractive --backend baseline:article --backend baseline:textbook --backend baseline:bm25
 
 bench-retrieval: setup
+	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --retrieval-only --baseline --out runs/retrieval
+
+screenshot: setup browser
+	SCREENSHOT_TO=docs/screenshot.png $(BIN)/python -m pytest -q --run-slow tests/test_browser.py -k local_model
 
 lint: $(STAMP)
 	$(BIN)/ruff check assistant tests
 
 clean:
 	rm -rf $(VENV) .assistant runs
+
+loadtest: setup
+	$(BIN)/assistant ingest
+	$(BIN)/python eval/loadtest.py --backend extractive --sessions 1 4 16 32
+	$(BIN)/python eval/loadtest.py --backend local --sessions 1 2 4

@@ -306,7 +306,7 @@ def build_app(service: ChatService) -> gr.Blocks:
             for new_messages, new_answers in handlers.respond(message, messages, backend_value, k_value, rewritten, answers_value):
                 yield new_messages, new_answers, ""
         inputs = [textbox, chatbot, backend, k, show_rewritten, answers]
-        ask = textbox.submit(submit, inputs, [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
+        ask = textbox.submit(submit, inputs, [chatbot, answers, textbox], concurrency_limit=settings.concurrency, api_name="ask")
         ask.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
 
         def retry_last(messages, backend_value, k_value, rewritten, answers_value):

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -97,3 +98,25 @@ def test_browser_conversation_local_model(real_index, tmp_path):
     settings, _ = real_index
     shot = run_conversation(settings.home, "local", tmp_path, 240_000)
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_server_exposes_no_files(real_index, tmp_path):
+    settings, _ = real_index
+    port = free_port()
+    proc = start_server(settings.home, "extractive", port, tmp_path / "server.log")
+    repo_readme = Path(__file__).resolve().parent.parent / "README.md"
+    try:
+        for path in ["/etc/passwd", str(repo_readme), str(settings.home / "chroma" / "chroma.sqlite3"), "README.md", "../../etc/passwd"]:
+            for prefix in ("/file=", "/gradio_api/file=", "/gradio_api/file/"):
+                url = f"http://127.0.0.1:{port}{prefix}{path}"
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        body = response.read()
+                    assert b"root:" not in body and b"Artikel-Assistent" not in body and b"SQLite" not in body, url
+                    assert response.status != 200 or b"<html" in body[:200].lower(), url
+                except urllib.error.HTTPError as exc:
+                    assert exc.code in (403, 404, 405), url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -199,3 +199,18 @@ def test_openai_backend_down_falls_back_within_the_timeout(settings_factory, fak
     assert "fallback" in answer.backend and "Lipezk" in answer.answer and answer.notice
     assert "sk-" not in json.dumps(answer.to_dict())
     os.environ.pop("OPENAI_API_KEY", None)
+
+
+def test_api_key_never_appears_in_results_or_logs(settings_factory, fake_embeddings, monkeypatch, caplog):
+    from assistant.chain import build_chain
+    from assistant.store import Store
+
+    secret = "sk-test-DO-NOT-LEAK-4242"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    settings = settings_factory(min_relevance=-1.0, openai_base_url=f"http://127.0.0.1:{free_port()}/v1", request_timeout=2)
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE)])
+    with caplog.at_level("DEBUG"):
+        answer = build_chain(settings, "openai/any", HybridRetriever(store=store)).invoke("Wo wurden die Piloten ausgebildet?")
+    assert secret not in json.dumps(answer.to_dict()) and secret not in caplog.text
+    assert secret not in repr(settings) and secret not in settings.model_dump_json()
