@@ -213,7 +213,9 @@ class AnswerChain:
         except Exception:  # noqa: BLE001 - a failing rewrite must not lose the question
             return f"{last_user} {question}"
         text = text.strip().splitlines()[0].strip(" \"'„“") if text.strip() else ""
-        if not text or len(text) > 3 * len(question) + 200 or REFUSAL_MARK in text:
+        # A rewrite must be a question at least as specific as the one asked; else use both turns.
+        if (len(tokenize(text)) < max(2, len(tokenize(question))) or len(text) > 3 * len(question) + 200
+                or REFUSAL_MARK in text.upper()):
             return f"{last_user} {question}"
         return text
 
@@ -281,8 +283,12 @@ class AnswerChain:
         if not article_mode:
             numbering = {i + 1: c for i, c in enumerate(chunks)}
         text, footnotes = cite(draft.replace(REFUSAL_MARK, ""), numbering, chunks, self.support)
-        if not footnotes:  # nothing the model said is in the passages: quote the text instead
-            text, footnotes = self._extractive(ranked, chunks)
+        if not footnotes:  # nothing the model said is in the passages
+            if ranked and ranked[0][0] >= self.settings.override_refusal:  # quote what clearly answers
+                text, footnotes = self._extractive(ranked, chunks)
+            else:
+                yield "answer", finish(REFUSALS[reply], True)
+                return
         yield "answer", finish(text, False, footnotes)
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:

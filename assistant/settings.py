@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     min_relevance: float = Field(0.35, description="refuse when the best dense score is below this...")
     min_lexical: float = Field(4.0, description="...and the best BM25 score is below this")
     override_refusal: float = Field(
-        0.70, description="when the model refuses but a sentence scores this high, quote it instead"
+        0.70, description="quote the best sentence when the model refuses or says nothing supported, if it scores this high; else refuse"
     )
     backend: str = Field("local", description="provider/model, e.g. local, extractive, openai/gpt-4o-mini")
     fallback: str | None = Field("extractive", description="backend used when the chosen one fails")
