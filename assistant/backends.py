@@ -6,6 +6,7 @@ with the best supporting sentences itself.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Iterator
@@ -134,8 +135,28 @@ def _llama_lock(key: int) -> threading.Lock:
     return threading.Lock()
 
 
-@lru_cache(maxsize=2)
+def _close_llamas() -> None:
+    """Free llama.cpp models before interpreter teardown (avoids a noisy error at exit)."""
+    for key in list(_LOADED):
+        try:
+            _LOADED.pop(key).close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+_LOADED: dict[tuple, Any] = {}
+atexit.register(_close_llamas)
+
+
 def _load_llama(path: Path, threads: int, n_ctx: int) -> Any:
+    """Load a GGUF model once per process."""
+    key = (str(path), threads, n_ctx)
+    if key not in _LOADED:
+        _LOADED[key] = _open_llama(path, threads, n_ctx)
+    return _LOADED[key]
+
+
+def _open_llama(path: Path, threads: int, n_ctx: int) -> Any:
     try:
         from llama_cpp import Llama
     except ImportError:
