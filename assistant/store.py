@@ -229,7 +229,12 @@ class Store:
         """(chunk id, cosine similarity) for the ``n`` nearest chunks."""
         collection, _ = self._live()
         vector = self.embeddings.embed_query(query)
-        got = collection.query(query_embeddings=[vector], n_results=min(n, collection.count()), include=["distances"])
+        try:
+            got = collection.query(query_embeddings=[vector], n_results=min(n, collection.count()), include=["distances"])
+        except Exception as exc:  # noqa: BLE001 - deleted, locked or corrupted under a running app
+            raise StoreError(
+                f"the index cannot be read ({type(exc).__name__}); run `assistant ingest` to rebuild it"
+            ) from None
         return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0])]
 
     def ingest(

@@ -126,3 +126,18 @@ def test_doc_filter_restricts_to_one_document(settings_factory, fake_embeddings,
     assert {d.metadata["doc_id"] for d in docs} == {"kama"}
 
 
+
+
+def test_index_deleted_under_a_running_retriever(settings_factory, fake_embeddings):
+    settings = settings_factory()
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE)])
+    retriever = HybridRetriever(store=store)
+    assert retriever.search("Lipezk")
+    for collection in store.client.list_collections():
+        store.client.delete_collection(collection if isinstance(collection, str) else collection.name)
+    with pytest.raises(StoreError, match="assistant ingest"):
+        retriever.search("Lipezk")
+    store.ingest([read_document(ARTICLE)])
+    retriever.refresh()
+    assert retriever.search("Lipezk")
