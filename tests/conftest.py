@@ -34,6 +34,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_http(url: str, proc, timeout: float, log: Path | None = None) -> None:
+    """Wait until ``url`` answers; fail early with the log if the server process exits."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()[-2000:] if log else ''}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"{url} did not answer in {timeout:.0f} s: {log.read_text()[-2000:] if log else ''}")
+
+
 @pytest.fixture
 def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings in a fresh data directory, isolated from the user's env and config."""

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ARTICLE, ROOT, free_port
+from conftest import ARTICLE, ROOT, free_port, wait_for_http
 
 from assistant.corpus import read_document
 from assistant.evaluation import RetrievalSystem, load_qa, retrieval_metrics, run_retrieval
@@ -58,13 +57,7 @@ def test_chroma_server_ingest_and_search(tmp_path, real_embeddings, settings_fac
     proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server"), "--port", str(port), "--host", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60)
         from assistant.store import Store
 
         settings = settings_factory(chroma_url=f"http://127.0.0.1:{port}")
@@ -125,14 +118,7 @@ def test_openai_backend_against_llama_cpp_server(real_index, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                              "--port", str(port), "--n_ctx", "4096", "--model_alias", "qwen-small"], stdout=log, stderr=log)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-                time.sleep(1)
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc, 120, tmp_path / "server.log")
         remote = load_settings(home=settings.home, openai_base_url=f"http://127.0.0.1:{port}/v1", request_timeout=120)
         chain = build_chain(remote, "openai/qwen-small", HybridRetriever(store=store, k=remote.k))
         answer = chain.invoke("Wo wurden die deutschen Piloten ausgebildet?")
