@@ -219,8 +219,13 @@ class AnswerChain:
             return f"{last_user} {question}"
         return text
 
-    def stream(self, question: str, history: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, Any]]:
-        """Yield ``("token", text_so_far)`` while generating, then ``("answer", Answer)``."""
+    def stream(
+        self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """Yield ``("token", text_so_far)`` while generating, then ``("answer", Answer)``.
+
+        ``k`` overrides the number of passages for this question only.
+        """
         start = time.perf_counter()
         history = history or []
         question = validate_query(question, self.settings.max_question_chars)
@@ -243,7 +248,7 @@ class AnswerChain:
             return
         rewritten = self.condense(question, history)
         result.rewritten_question = rewritten
-        docs = self.retriever.search(rewritten, self.settings.k)
+        docs = self.retriever.search(rewritten, k or self.settings.k)
         result.retrieved = [
             {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
              "dense_score": d.metadata["dense_score"], "lexical_score": d.metadata["lexical_score"]}

@@ -219,9 +219,7 @@ class ChatHandlers:
         yield list(messages), list(answers)
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
-            if k:
-                chain.settings = chain.settings.model_copy(update={"k": int(k)})
-            for kind, value in chain.stream(text, history):
+            for kind, value in chain.stream(text, history, int(k) if k else None):
                 if kind == "token":
                     messages[-1] = {"role": "assistant", "content": html.escape(_SUP.sub("", value)) + " ▌"}
                     yield list(messages), list(answers)
@@ -272,6 +270,16 @@ CSS = """
 .article mark, .passage mark { background: #ffe58a; padding: 0 2px; }
 sup { color: #1d4ed8; font-weight: 600; }
 """
+# Clicking a superscript marker in the chat selects that footnote (passage panel + article highlight).
+HEAD = """<script>
+document.addEventListener('click', (event) => {
+  const sup = event.target.closest('#chat sup');
+  if (!sup) return;
+  const marker = sup.textContent.trim();
+  const label = [...document.querySelectorAll('#footnotes label')].find(l => l.textContent.trim().startsWith(marker));
+  if (label) label.click();
+});
+</script>"""
 SCROLL_JS = "() => { setTimeout(() => { const m = document.getElementById('hl'); if (m) m.scrollIntoView({block: 'center', behavior: 'smooth'}); }, 300); }"
 
 
@@ -342,7 +350,7 @@ def launch(service: ChatService, host: str, port: int, auth: tuple[str, str] | N
     app.queue(default_concurrency_limit=service.settings.concurrency, max_size=64)
     app.launch(
         server_name=host, server_port=port, share=False, auth=auth, show_error=False,
-        allowed_paths=[], inbrowser=False, css=CSS, footer_links=[],
+        allowed_paths=[], inbrowser=False, css=CSS, head=HEAD, footer_links=[],
     )
 
 

@@ -58,7 +58,7 @@ def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms
             page.wait_for_function("() => document.querySelector('#chat').innerText.includes('Ian Johnson')", timeout=10_000)
             assert "Für den Aufbau der Luftwaffe" in chat.inner_text()
             # choosing the footnote marks the sentence in the article panel
-            page.locator("#footnotes label").first.click()
+            page.locator("#chat sup").last.click()  # clicking the marker opens its footnote
             page.wait_for_selector("#article-panel mark#hl", timeout=10_000)
             assert "Lipezk" in page.locator("#article-panel mark#hl").inner_text()
             assert "Ian Johnson" in page.locator("#passage").inner_text()

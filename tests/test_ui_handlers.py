@@ -95,3 +95,10 @@ def test_article_html_escapes_and_marks():
 
 def test_build_app_constructs(service):
     assert build_app(service) is not None
+
+
+def test_passage_count_is_per_request_not_shared(service):
+    handlers = ChatHandlers(service)
+    _, answers = list(handlers.respond("Wo wurden die Piloten ausgebildet?", [], k=2))[-1]
+    assert len(answers[-1]["retrieved"]) == 2
+    assert service.settings.k == 4 and service._chains["fake"].settings.k == 4
