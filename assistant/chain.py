@@ -289,7 +289,10 @@ class AnswerChain:
             numbering = {i + 1: c for i, c in enumerate(chunks)}
         text, footnotes = cite(draft.replace(REFUSAL_MARK, ""), numbering, chunks, self.support)
         if not footnotes:  # nothing the model said is in the passages
-            if ranked and ranked[0][0] >= self.settings.override_refusal:  # quote what clearly answers
+            pointed = {numbering[n].id for n in parse_markers(draft)[1] if n in numbering}
+            if pointed and not tokenize(parse_markers(draft)[0]):  # the model only named a passage
+                text, footnotes = self._extractive([r for r in ranked if r[1].id in pointed] or ranked, chunks)
+            elif ranked and ranked[0][0] >= self.settings.override_refusal:  # quote what clearly answers
                 text, footnotes = self._extractive(ranked, chunks)
             else:
                 yield "answer", finish(REFUSALS[reply], True)

@@ -19,6 +19,18 @@ from .retrieval import tokenize
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")
 _VERDICTS = {"ja", "nein", "yes", "no", "doch"}
+_NEGATIONS = re.compile(r"\b(?:nicht|kein\w*|nie|niemals|weder|not|no|never|neither|nor|none)\b|n't\b", re.IGNORECASE)
+
+
+def same_polarity(claim: str, source: str) -> bool:
+    """Both or neither negate: "schadete" is not supported by "schadete nicht".
+
+    >>> same_polarity("Die Berichterstattung schadete.", "Sie schadete aber nicht weiter.")
+    False
+    >>> same_polarity("No, it did not.", "Der Vertrag sah keine Zusammenarbeit vor.")
+    True
+    """
+    return bool(_NEGATIONS.search(claim)) == bool(_NEGATIONS.search(source))
 
 
 @dataclass(frozen=True)
@@ -89,11 +101,14 @@ class Support:
         if not spans:
             return None
         lexical = [lexical_support(claim, s.text) for _, s in spans]
-        numbers_ok = [not (set(_NUMBER.findall(claim)) - set(_NUMBER.findall(s.text))) for _, s in spans]
+        numbers_ok = [
+            not (set(_NUMBER.findall(claim)) - set(_NUMBER.findall(s.text))) and same_polarity(claim, s.text)
+            for _, s in spans
+        ]
         dense = self.similarity(claim, [s.text for _, s in spans]) if self.similarity else [0.0] * len(spans)
         scored = []
         for i, (chunk, _span) in enumerate(spans):
-            ok = lexical[i] >= self.min_lexical or (numbers_ok[i] and dense[i] >= self.min_similarity)
+            ok = numbers_ok[i] and (lexical[i] >= self.min_lexical or dense[i] >= self.min_similarity)
             if ok:
                 bonus = 0.05 if chunk.id in prefer else 0.0
                 scored.append((max(lexical[i], dense[i]) + bonus, i))

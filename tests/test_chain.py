@@ -143,3 +143,11 @@ def test_language_detection():
     assert detect_language("Where were the pilots trained?") == "en"
     assert detect_language("Wo wurden die Piloten ausgebildet?") == "de"
     assert detect_language("Où les pilotes ont-ils été formés et quand?") == "fr"
+
+
+def test_a_draft_that_only_names_a_passage_quotes_that_passage(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "Ossietzky")
+    chain.model = FakeListChatModel(responses=[f"[{n}]"])
+    answer = chain.invoke("Wer wurde im Weltbühne-Prozess verurteilt?")
+    assert "Ossietzky" in answer.answer and answer.footnotes and not answer.refused

@@ -62,3 +62,11 @@ def test_bare_verdict_is_kept_before_a_supported_sentence_only():
     assert text == "Nein. Die Piloten wurden in Lipezk ausgebildet [1]."
     text, notes = cite("Ja. Sie flogen nach Moskau.", {1: A}, [A], LEX)
     assert text == "" and notes == []
+
+
+def test_a_claim_that_drops_the_negation_is_not_supported():
+    c = chunk("d:p2:s0", "Die Berichterstattung schadete der deutschen Außenpolitik aber nicht weiter.")
+    text, _ = cite("Ja, die Berichterstattung schadete der deutschen Außenpolitik.", {1: c}, [c], LEX)
+    assert text == ""
+    text, _ = cite("Nein, die Berichterstattung schadete der deutschen Außenpolitik nicht.", {1: c}, [c], LEX)
+    assert text.startswith("Nein, die Berichterstattung")
