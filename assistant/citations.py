@@ -95,7 +95,7 @@ class Support:
 
     similarity: Callable[[str, list[str]], list[float]] | None = None
     min_lexical: float = 0.6
-    min_similarity: float = 0.72
+    min_similarity: float = 0.68
 
     def best(self, claim: str, spans: Sequence[tuple[Chunk, Span]], prefer: set[str]) -> tuple[Chunk, Span] | None:
         if not spans:
