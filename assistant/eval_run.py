@@ -124,7 +124,21 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
             done[item["id"]] = record
             correct += record["correct"]
             bar.set_postfix(acc=f"{correct / n:.2f}")
-    return [done[i["id"]] for i in items]
+    records = [done[i["id"]] for i in items]
+    _fill_similarity(records, retriever.store.embeddings)
+    return records
+
+
+def _fill_similarity(records: list[dict], embeddings: Any) -> None:
+    """Cosine of answer and reference answer (both as documents) for answerable items; 0 when refused."""
+    for record in records:
+        if "similarity" in record or not record["answerable"]:
+            continue
+        if record["refused"] or not record["answer"]:
+            record["similarity"] = 0.0
+            continue
+        answer, reference = embeddings.embed_documents([record["answer"], record["reference"]])
+        record["similarity"] = round(sum(a * b for a, b in zip(answer, reference)), 4)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

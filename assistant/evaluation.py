@@ -198,6 +198,7 @@ def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         "overall_accuracy": _ratio(sum(r["correct"] for r in records), len(records)),
         "refusal_accuracy": _ratio(sum(r["refused"] for r in unanswerable), len(unanswerable)),
         "false_refusal_rate": _ratio(sum(r["refused"] for r in answerable), len(answerable)),
+        "answer_similarity": _ratio(sum(r.get("similarity", 0.0) for r in answerable), len(answerable)),
         "citation_precision": _ratio(sum(citations), len(citations)),
         "citation_recall": _ratio(sum(any(r["cited_ok"]) for r in answered), len(answered)),
         "ttft_p50_s": pct(ttft, 0.5),

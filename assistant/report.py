@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-ANSWER_KEYS = ["accuracy", "refusal_accuracy", "false_refusal_rate", "citation_precision", "citation_recall",
+ANSWER_KEYS = ["accuracy", "answer_similarity", "refusal_accuracy", "false_refusal_rate", "citation_precision", "citation_recall",
                "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean"]
-HIGHER_IS_BETTER = {"accuracy", "refusal_accuracy", "citation_precision", "citation_recall"}
+HIGHER_IS_BETTER = {"accuracy", "answer_similarity", "refusal_accuracy", "citation_precision", "citation_recall"}
 
 
 def _results(out: Path, backend: str, several: bool) -> list[dict[str, Any]]:
