@@ -62,7 +62,7 @@ class TextbookRetriever:
         self.db.add_texts(self.chunks, ids=[f"textbook:{i}" for i in range(len(self.chunks))])
 
     def search(self, query: str, n: int) -> list[Document]:
-        return [d for d, _ in self.db.similarity_search_with_relevance_scores(query, k=n)]
+        return self.db.similarity_search(query, k=n)
 
 
 def textbook_retrieval(settings: Settings) -> RetrievalSystem:
