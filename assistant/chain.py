@@ -42,11 +42,20 @@ _INJECTION = re.compile(
     r"(ignor\w*\W+(?:\w+\W+){0,3}(?:instruction|anweisung|regel|rule|prompt)"
     r"|(?:system|initial)[\s-]?prompt|systemanweisung|deine (?:regeln|anweisungen)|your (?:rules|instructions)"
     r"|\b(?:gedicht|poem|song|lied|witz|joke|haiku)\b"
-    r"|\b(?:python|javascript|java|sql|html|code|funktion|function|programm|program|skript|script)\b"
+    r"|\b(?:python|javascript|sql|bash|c\+\+)\b"
+    r"|\b(?:schreib|write|generate|erstell|programmier)\w*\W+(?:\w+\W+){0,4}?"
+    r"(?:code|funktion|function|programm|program|skript|script|statement)\b"
     r"|du bist (?:jetzt|nun|ab sofort)|you are now|pretend|rollenspiel|role[\s-]?play|act as|tu so als"
     r"|jailbreak|\bDAN\b|developer mode|entwicklermodus)",
     re.IGNORECASE,
 )
+# Questions about where a statement comes from: the answer names the Einzelnachweis.
+_SOURCE_QUESTION = re.compile(
+    r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
+    r"cite[sd]?|citation|book|buch|werk|autor\w*|author)\b",
+    re.IGNORECASE,
+)
+SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}
 _GERMAN = set("der die das und ist wer wie was wann warum wo welche welcher welches nicht mit von zu den im ein eine sich auf für wurde wurden hat haben".split())
 _ENGLISH = set("the and is who how what when why where which not with of to in a an was were did does do has have for by".split())
 _OTHER = {
@@ -234,6 +243,8 @@ class AnswerChain:
         result = Answer(question, question, "", [], False, self.backend, lang)
 
         def finish(answer_text: str, refused: bool, footnotes: list[Footnote] | None = None) -> Answer:
+            if not refused and footnotes and _SOURCE_QUESTION.search(question):
+                answer_text = with_reference(answer_text, footnotes, reply)
             result.answer = answer_text
             result.refused = refused
             result.footnotes = footnotes or []
@@ -288,11 +299,11 @@ class AnswerChain:
         if not article_mode:
             numbering = {i + 1: c for i, c in enumerate(chunks)}
         text, footnotes = cite(draft.replace(REFUSAL_MARK, ""), numbering, chunks, self.support)
-        if not footnotes:  # nothing the model said is in the passages
+        if not footnotes and pointed_only(draft, numbering):  # the model only named a passage
             pointed = {numbering[n].id for n in parse_markers(draft)[1] if n in numbering}
-            if pointed and not tokenize(parse_markers(draft)[0]):  # the model only named a passage
-                text, footnotes = self._extractive([r for r in ranked if r[1].id in pointed] or ranked, chunks)
-            elif ranked and ranked[0][0] >= self.settings.override_refusal:  # quote what clearly answers
+            text, footnotes = self._extractive([r for r in ranked if r[1].id in pointed] or ranked, chunks)
+        if not footnotes:  # nothing the model said is in the passages
+            if ranked and ranked[0][0] >= self.settings.override_refusal:  # quote what clearly answers
                 text, footnotes = self._extractive(ranked, chunks)
             else:
                 yield "answer", finish(REFUSALS[reply], True)
@@ -340,6 +351,26 @@ class AnswerChain:
         index = {c.id: i + 1 for i, c in enumerate(chunks)}
         draft = " ".join(f"{s.text} [{index[c.id]}]" for _, c, s in picked)
         return cite(draft, numbering, [c for _, c, _ in picked], Support(min_lexical=0.99))
+
+
+def pointed_only(draft: str, numbering: dict[int, Chunk]) -> bool:
+    """The draft is nothing but markers of passages the model was shown ("[11]")."""
+    text, markers = parse_markers(draft)
+    return bool(markers) and any(n in numbering for n in markers) and not tokenize(text)
+
+
+def with_reference(answer: str, footnotes: list[Footnote], reply: str) -> str:
+    """Append the Einzelnachweis behind the first cited sentence, cited like the sentence.
+
+    >>> f = Footnote(1, "a:p0:s0", "a", "T", "P.", "S.", 0, 2, {4: "Zeidler 1994, S. 132."})
+    >>> with_reference("Satz [1].", [f], "de")
+    'Satz [1]. Einzelnachweis: Zeidler 1994, S. 132. [1]'
+    """
+    for footnote in footnotes:
+        if footnote.references:
+            refs = "; ".join(footnote.references.values())
+            return f"{answer} {SOURCE_LABEL[reply]}: {refs} [{footnote.n}]"
+    return answer
 
 
 class BackendFailure(AssistantError, RuntimeError):

@@ -151,3 +151,22 @@ def test_a_draft_that_only_names_a_passage_quotes_that_passage(retriever):
     chain.model = FakeListChatModel(responses=[f"[{n}]"])
     answer = chain.invoke("Wer wurde im Weltbühne-Prozess verurteilt?")
     assert "Ossietzky" in answer.answer and answer.footnotes and not answer.refused
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What code names were used for the tank developments?", "Welche Funktion hatte die Ostabteilung?",
+     "Welches Programm verfolgte Stresemann?"],
+)
+def test_article_questions_with_programming_words_are_not_declined(retriever, question):
+    answer = chain_with(retriever, None).invoke(question)
+    assert "only answer questions" not in answer.answer and "nur Fragen" not in answer.answer
+
+
+def test_source_questions_name_the_einzelnachweis(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "Guardian")
+    chain.model = FakeListChatModel(responses=[f"[{n}]"])
+    answer = chain.invoke("Welche Quelle belegt, dass der Guardian 1926 die Zusammenarbeit enthüllte?")
+    assert "Einzelnachweis: Frederick Voigt exclusive" in answer.answer
+    assert answer.answer.count("[1]") == 2
