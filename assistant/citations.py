@@ -152,6 +152,8 @@ def cite(
         if best is None:
             continue
         chunk, span = best
+        if _is_truncated_copy(claim, span.text):
+            claim = span.text  # a cut-off copy of the source loses facts (lists): quote it whole
         key = f"{chunk.id}@{span.start}"
         if key not in footnotes:
             footnotes[key] = Footnote(
@@ -168,6 +170,18 @@ def cite(
         out.append(verdict + _with_marker(claim, footnotes[key].n))
         verdict = ""
     return " ".join(out), list(footnotes.values())
+
+
+def _is_truncated_copy(claim: str, source: str) -> bool:
+    """The claim is the start of the source sentence, copied verbatim and cut before its end.
+
+    >>> _is_truncated_copy("Viele wurden Befehlshaber.", "Viele wurden Befehlshaber (z. B. Model).")
+    True
+    >>> _is_truncated_copy("Die Piloten lernten in Lipezk.", "Piloten lernten in Lipezk.")
+    False
+    """
+    core = claim.rstrip(" .!?…")
+    return len(core) >= 20 and len(core) < len(source.rstrip(" .!?…")) and source.startswith(core)
 
 
 def _with_marker(claim: str, n: int) -> str:

@@ -70,3 +70,9 @@ def test_a_claim_that_drops_the_negation_is_not_supported():
     assert text == ""
     text, _ = cite("Nein, die Berichterstattung schadete der deutschen Außenpolitik nicht.", {1: c}, [c], LEX)
     assert text.startswith("Nein, die Berichterstattung")
+
+
+def test_a_truncated_copy_is_replaced_by_the_whole_source_sentence():
+    c = chunk("d:p4:s3", "Viele Offiziere wurden später Befehlshaber (z. B. Heinz Guderian, Walter Model).")
+    text, _ = cite("Viele Offiziere wurden später Befehlshaber [1].", {1: c}, [c], LEX)  # cut before "(z. B."
+    assert text == "Viele Offiziere wurden später Befehlshaber (z. B. Heinz Guderian, Walter Model) [1]."
