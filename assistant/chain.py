@@ -211,8 +211,9 @@ class AnswerChain:
         if not history:
             return question
         last_user = history[-1][0]
+        fallback = f"{question} (zur vorherigen Frage: {last_user})"
         if self.model is None:
-            return f"{last_user} {question}"
+            return fallback
         turns = "\n".join(f"Nutzer: {u}\nAssistent: {parse_markers(a)[0][:300]}" for u, a in history[-3:])
         prompt = self.prompts.render("condense", history=turns, question=question)
         try:
@@ -220,12 +221,13 @@ class AnswerChain:
             _, system, _ = self._layout()
             text = str(self.model.invoke([SystemMessage(system), HumanMessage(prompt)], max_tokens=60).content)
         except Exception:  # noqa: BLE001 - a failing rewrite must not lose the question
-            return f"{last_user} {question}"
+            return fallback
         text = text.strip().splitlines()[0].strip(" \"'„“") if text.strip() else ""
-        # A rewrite must be a question at least as specific as the one asked; else use both turns.
-        if (len(tokenize(text)) < max(2, len(tokenize(question))) or len(text) > 3 * len(question) + 200
-                or REFUSAL_MARK in text.upper()):
-            return f"{last_user} {question}"
+        # A rewrite must keep what the follow-up asks and be at least as specific; else use both turns.
+        asked, rewritten = set(tokenize(question)), set(tokenize(text))
+        if (len(rewritten) < max(2, len(asked)) or len(asked - rewritten) > len(asked) / 2
+                or len(text) > 3 * len(question) + 200 or REFUSAL_MARK in text.upper()):
+            return fallback
         return text
 
     def stream(
@@ -271,7 +273,9 @@ class AnswerChain:
             yield "answer", finish(REFUSALS[reply], True)
             return
         chunks = [self.retriever.chunk(d.id) for d in docs]
-        ranked = rank_sentences(rewritten, chunks, self.retriever.store.embeddings)
+        # Evidence must match what is asked now: when no rewrite could be used, rank by the follow-up.
+        focus = question if history and rewritten.startswith(question) else rewritten
+        ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings)
         if self.model is None:
             text, footnotes = self._extractive(ranked, chunks)
             yield "answer", finish(text, False, footnotes)

@@ -30,7 +30,8 @@ _STOPWORDS = set(
     hatte hatten haben sich sie er es ihr ihre ihren sein seine nicht auch nur noch so dass da
     dies diese dieser diesem diesen dann denn doch kein keine the a an of to in on for and or
     is are was were be been by with what who whom when where why how which did does do that this
-    from at as it its their they he she his her not about""".split()
+    from at as it its their they he she his her not about ihrem ihres ihrer seinem seiner seines seinen
+    ihm ihn dort dessen deren jene jener man wir uns mir mich dir dich them him there und""".split()
 )
 
 

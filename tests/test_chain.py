@@ -170,3 +170,10 @@ def test_source_questions_name_the_einzelnachweis(retriever):
     answer = chain.invoke("Welche Quelle belegt, dass der Guardian 1926 die Zusammenarbeit enthüllte?")
     assert "Einzelnachweis: Frederick Voigt exclusive" in answer.answer
     assert answer.answer.count("[1]") == 2
+
+
+def test_a_rewrite_that_drops_the_follow_up_is_not_used(retriever):
+    model = FakeListChatModel(responses=["Welche Zeitschrift veröffentlichte 1929 den Artikel?", "NICHT IM TEXT"])
+    chain = chain_with(retriever, model)
+    answer = chain.invoke("Und was passierte mit ihrem Chefredakteur?", [("Welche Zeitschrift veröffentlichte 1929 den Artikel?", "Die Weltbühne [1].")])
+    assert "Chefredakteur" in answer.rewritten_question and "Zeitschrift" in answer.rewritten_question

@@ -200,3 +200,50 @@ def test_api_key_never_appears_in_results_or_logs(settings_factory, fake_embeddi
         answer = build_chain(settings, "openai/any", HybridRetriever(store=store)).invoke("Wo wurden die Piloten ausgebildet?")
     assert secret not in json.dumps(answer.to_dict()) and secret not in caplog.text
     assert secret not in repr(settings) and secret not in settings.model_dump_json()
+
+
+class _BadOpenAI(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that fails in one of several ways, chosen by the class attribute."""
+
+    mode = "500"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.mode == "hang":
+            time.sleep(30)
+            return
+        if self.mode == "500":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'{"error": "boom"}')
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b"data: this is not json\n\n")
+
+
+@pytest.mark.parametrize("mode", ["500", "hang", "garbage"])
+def test_broken_openai_server_gives_a_bounded_readable_fallback(settings_factory, fake_embeddings, mode):
+    from assistant.chain import build_chain
+    from assistant.store import Store
+
+    handler = type(f"Bad{mode}", (_BadOpenAI,), {"mode": mode})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = settings_factory(min_relevance=-1.0, request_timeout=2,
+                                    openai_base_url=f"http://127.0.0.1:{server.server_port}/v1")
+        store = Store(settings, fake_embeddings)
+        store.ingest([read_document(ARTICLE)])
+        chain = build_chain(settings, "openai/any", HybridRetriever(store=store))
+        start = time.time()
+        answer = chain.invoke("Wo wurden die Piloten ausgebildet?")
+        assert time.time() - start < 20
+        assert "fallback" in answer.backend and answer.notice and "Lipezk" in answer.answer
+    finally:
+        server.shutdown()
