@@ -128,6 +128,16 @@ def test_openai_backend_against_llama_cpp_server(real_index, tmp_path):
         proc.wait(timeout=20)
 
 
+def chain_over_article(settings, fake_embeddings, backend: str):
+    """The real chain for ``backend`` over the article indexed with fake embeddings."""
+    from assistant.chain import build_chain
+    from assistant.store import Store
+
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE)])
+    return build_chain(settings, backend, HybridRetriever(store=store))
+
+
 class _FakeOllama(BaseHTTPRequestHandler):
     """Speaks the part of Ollama's /api/chat that langchain-ollama uses (streamed NDJSON)."""
 
@@ -154,16 +164,12 @@ class _FakeOllama(BaseHTTPRequestHandler):
 
 
 def test_ollama_backend_against_a_loopback_ollama(settings_factory, fake_embeddings):
-    from assistant.chain import build_chain
-    from assistant.store import Store
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOllama)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         settings = settings_factory(min_relevance=-1.0, ollama_url=f"http://127.0.0.1:{server.server_port}")
-        store = Store(settings, fake_embeddings)
-        store.ingest([read_document(ARTICLE)])
-        chain = build_chain(settings, "ollama/qwen2.5:1.5b", HybridRetriever(store=store))
+        chain = chain_over_article(settings, fake_embeddings, "ollama/qwen2.5:1.5b")
         answer = chain.invoke("Wo wurden die Piloten ausgebildet?")
         assert answer.answer == "Die Piloten wurden in Lipezk ausgebildet [1]." and answer.backend == "ollama/qwen2.5:1.5b"
         assert "Lipezk" in answer.footnotes[0].sentence
@@ -172,13 +178,9 @@ def test_ollama_backend_against_a_loopback_ollama(settings_factory, fake_embeddi
 
 
 def test_openai_backend_down_falls_back_within_the_timeout(settings_factory, fake_embeddings):
-    from assistant.chain import build_chain
-    from assistant.store import Store
 
     settings = settings_factory(min_relevance=-1.0, openai_base_url=f"http://127.0.0.1:{free_port()}/v1", request_timeout=3)
-    store = Store(settings, fake_embeddings)
-    store.ingest([read_document(ARTICLE)])
-    chain = build_chain(settings, "openai/any", HybridRetriever(store=store))
+    chain = chain_over_article(settings, fake_embeddings, "openai/any")
     start = time.time()
     answer = chain.invoke("Wo wurden die Piloten ausgebildet?")
     assert time.time() - start < 15
@@ -188,16 +190,12 @@ def test_openai_backend_down_falls_back_within_the_timeout(settings_factory, fak
 
 
 def test_api_key_never_appears_in_results_or_logs(settings_factory, fake_embeddings, monkeypatch, caplog):
-    from assistant.chain import build_chain
-    from assistant.store import Store
 
     secret = "sk-test-DO-NOT-LEAK-4242"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     settings = settings_factory(min_relevance=-1.0, openai_base_url=f"http://127.0.0.1:{free_port()}/v1", request_timeout=2)
-    store = Store(settings, fake_embeddings)
-    store.ingest([read_document(ARTICLE)])
     with caplog.at_level("DEBUG"):
-        answer = build_chain(settings, "openai/any", HybridRetriever(store=store)).invoke("Wo wurden die Piloten ausgebildet?")
+        answer = chain_over_article(settings, fake_embeddings, "openai/any").invoke("Wo wurden die Piloten ausgebildet?")
     assert secret not in json.dumps(answer.to_dict()) and secret not in caplog.text
     assert secret not in repr(settings) and secret not in settings.model_dump_json()
 
@@ -228,8 +226,6 @@ class _BadOpenAI(BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize("mode", ["500", "hang", "garbage"])
 def test_broken_openai_server_gives_a_bounded_readable_fallback(settings_factory, fake_embeddings, mode):
-    from assistant.chain import build_chain
-    from assistant.store import Store
 
     handler = type(f"Bad{mode}", (_BadOpenAI,), {"mode": mode})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -238,9 +234,7 @@ def test_broken_openai_server_gives_a_bounded_readable_fallback(settings_factory
     try:
         settings = settings_factory(min_relevance=-1.0, request_timeout=2,
                                     openai_base_url=f"http://127.0.0.1:{server.server_port}/v1")
-        store = Store(settings, fake_embeddings)
-        store.ingest([read_document(ARTICLE)])
-        chain = build_chain(settings, "openai/any", HybridRetriever(store=store))
+        chain = chain_over_article(settings, fake_embeddings, "openai/any")
         start = time.time()
         answer = chain.invoke("Wo wurden die Piloten ausgebildet?")
         assert time.time() - start < 20
