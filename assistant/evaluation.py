@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +156,6 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 4) if values else None
 
 
 # -- answers ---------------------------------------------------------------------------------------

@@ -332,7 +332,8 @@ class Store:
 
     def _drop_orphans(self) -> None:
         """Remove collections left by an interrupted ingest (never the live ones)."""
-        live = {self._pointer().get("chunks"), self._pointer().get("docs"), self.pointer_name}
+        pointer = self._pointer()
+        live = {pointer.get("chunks"), pointer.get("docs"), self.pointer_name}
         prefix = f"{self.settings.collection}__"
         for collection in self.client.list_collections():
             name = collection if isinstance(collection, str) else collection.name
