@@ -236,11 +236,13 @@ class AnswerChain:
         return text
 
     def stream(
-        self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None
+        self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
+        doc: str | None = None,
     ) -> Iterator[tuple[str, Any]]:
         """Yield ``("token", text_so_far)`` while generating, then ``("answer", Answer)``.
 
-        ``k`` overrides the number of passages for this question only.
+        ``k`` overrides the number of passages, ``doc`` restricts them to one document, for this
+        question only.
         """
         start = time.perf_counter()
         history = history or []
@@ -266,7 +268,7 @@ class AnswerChain:
             return
         rewritten = self.condense(question, history)
         result.rewritten_question = rewritten
-        docs = self.retriever.search(rewritten, k or self.settings.k)
+        docs = self.retriever.search(rewritten, k or self.settings.k, doc)
         result.retrieved = [
             {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
              "dense_score": d.metadata["dense_score"], "lexical_score": d.metadata["lexical_score"]}

@@ -150,20 +150,18 @@ class HybridRetriever(BaseRetriever):
             self.refresh()
         return self._by_id[chunk_id]
 
-    def search(self, query: str, k: int | None = None) -> list[Document]:
-        """Ranked passages for ``query`` (the same as ``invoke`` but with an explicit ``k``)."""
+    def search(self, query: str, k: int | None = None, doc: str | None = None) -> list[Document]:
+        """Ranked passages for ``query`` (``invoke`` with an explicit ``k``, and ``doc`` to restrict
+        this one search to one document; the retriever's ``doc_filter`` otherwise)."""
         chunks = self.chunks
         k = k or self.k
+        doc = doc or self.doc_filter
         fetch = max(self.fetch_k, k)
-        if self.doc_filter:
-            fetch = len(chunks)
-        dense = self.store.dense_search(query, fetch)
-        dense = [(i, s) for i, s in dense if i in self._by_id]
+        dense = [(i, s) for i, s in self.store.dense_search(query, fetch, doc) if i in self._by_id]
         assert self._lexical is not None
-        lexical = [(chunks[i].id, s) for i, s in self._lexical.search(query, fetch)]
-        if self.doc_filter:
-            dense = [(i, s) for i, s in dense if self._by_id[i].doc_id == self.doc_filter]
-            lexical = [(i, s) for i, s in lexical if self._by_id[i].doc_id == self.doc_filter]
+        lexical = [(chunks[i].id, s) for i, s in self._lexical.search(query, len(chunks) if doc else fetch)]
+        if doc:
+            lexical = [(i, s) for i, s in lexical if self._by_id[i].doc_id == doc][:fetch]
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k, [1.0, self.lexical_weight])
         dense_scores, lexical_scores = dict(dense), dict(lexical)
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]

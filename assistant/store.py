@@ -225,12 +225,15 @@ class Store:
             for i, t, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
         }
 
-    def dense_search(self, query: str, n: int) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) for the ``n`` nearest chunks."""
+    def dense_search(self, query: str, n: int, doc: str | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) for the ``n`` nearest chunks, of document ``doc`` if given."""
         collection, _ = self._live()
         vector = self.embeddings.embed_query(query)
         try:
-            got = collection.query(query_embeddings=[vector], n_results=min(n, collection.count()), include=["distances"])
+            got = collection.query(
+                query_embeddings=[vector], n_results=min(n, collection.count()), include=["distances"],
+                where={"doc_id": doc} if doc else None,
+            )
         except Exception as exc:  # noqa: BLE001 - deleted, locked or corrupted under a running app
             raise StoreError(
                 f"the index cannot be read ({type(exc).__name__}); run `assistant ingest` to rebuild it"

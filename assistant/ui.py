@@ -29,6 +29,7 @@ EXAMPLES = [
     "Welches Buch belegt die Angaben zum Bordfunk in Panzern?",
     "Wie viele Panzer wurden in Kama insgesamt gebaut?",
 ]
+ALL_DOCUMENTS = "Alle Dokumente"
 _SUP = re.compile(r"\[(\d{1,3})\]")
 _TAGS = re.compile(r"<[^>]+>")
 
@@ -76,8 +77,12 @@ class ChatService:
                 self._chains[backend] = build_chain(self.settings, backend, self.retriever)
             return self._chains[backend]
 
+    def is_ready(self, timeout: float = 0.0) -> bool:
+        """Whether the background warm-up has finished (waiting up to ``timeout`` seconds)."""
+        return self._ready.wait(timeout)
+
     def status(self) -> str:
-        return self._status if self._ready.is_set() else f"{self._status}"
+        return self._status
 
     def _describe(self) -> str:
         assert self.retriever is not None
@@ -198,8 +203,12 @@ class ChatHandlers:
         k: int | None = None,
         show_rewritten: bool = False,
         answers: list[dict[str, Any]] | None = None,
+        doc: str | None = None,
     ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-        """Stream the answer into the chat; yields (messages, answers-so-far)."""
+        """Stream the answer into the chat; yields (messages, answers-so-far).
+
+        ``doc`` restricts this question's passages to one document (empty: all documents).
+        """
         messages = list(messages or [])
         answers = list(answers or [])
         history = self.history_pairs(messages)
@@ -219,7 +228,7 @@ class ChatHandlers:
         yield list(messages), list(answers)
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
-            for kind, value in chain.stream(text, history, int(k) if k else None):
+            for kind, value in chain.stream(text, history, int(k) if k else None, doc or None):
                 if kind == "token":
                     messages[-1] = {"role": "assistant", "content": html.escape(_SUP.sub("", value)) + " ▌"}
                     yield list(messages), list(answers)
@@ -243,6 +252,11 @@ class ChatHandlers:
         answers.append(result)
         yield list(messages), list(answers)
 
+    def document_choices(self) -> list[tuple[str, str]]:
+        """Dropdown choices: all documents, then each by title."""
+        docs = self.service.documents()
+        return [(ALL_DOCUMENTS, "")] + sorted(((d["title"], i) for i, d in docs.items()), key=lambda t: t[0].casefold())
+
     @staticmethod
     def footnote_choices(answers: list[dict[str, Any]]) -> list[tuple[str, str]]:
         """Radio choices for the footnotes of the latest answer: (label, "answer#:n")."""
@@ -252,12 +266,17 @@ class ChatHandlers:
         i = len(answers) - 1
         return [(f"[{f['n']}] {f['sentence'][:70]}…", f"{i}:{f['n']}") for f in last["footnotes"]]
 
+    def show_document(self, doc_id: str | None) -> str:
+        """The article panel for one document (the first one for "all documents")."""
+        docs = self.service.documents()
+        doc = docs.get(doc_id or "") or next(iter(docs.values()))
+        return article_html(doc["title"], doc["source"])
+
     def show_footnote(self, choice: str | None, answers: list[dict[str, Any]]) -> tuple[str, str]:
         """(passage panel HTML, article HTML with the footnote's sentence highlighted)."""
-        docs = self.service.documents()
         if not choice or not answers:
-            first = next(iter(docs.values()))
-            return "", article_html(first["title"], first["source"])
+            return "", self.show_document(None)
+        docs = self.service.documents()
         index, n = (int(x) for x in choice.split(":"))
         footnote = next(f for f in answers[index]["footnotes"] if f["n"] == n)
         doc = docs[footnote["doc_id"]]
@@ -293,6 +312,7 @@ def build_app(service: ChatService) -> gr.Blocks:
         answers = gr.State([])
         with gr.Row():
             with gr.Column(scale=3):
+                document = gr.Dropdown(choices=[(ALL_DOCUMENTS, "")], value="", label="Nur in diesem Dokument suchen", visible=False, elem_id="document")
                 chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
                 textbox = gr.Textbox(placeholder="Frage auf Deutsch oder Englisch …", show_label=False, elem_id="question", submit_btn=True, stop_btn=False)
                 with gr.Row():
@@ -310,36 +330,39 @@ def build_app(service: ChatService) -> gr.Blocks:
                 with gr.Tab("Artikel"):
                     article = gr.HTML(elem_id="article-panel")
 
-        def submit(message, messages, backend_value, k_value, rewritten, answers_value):
-            for new_messages, new_answers in handlers.respond(message, messages, backend_value, k_value, rewritten, answers_value):
+        def submit(message, messages, backend_value, k_value, rewritten, document_value, answers_value):
+            for new_messages, new_answers in handlers.respond(message, messages, backend_value, k_value, rewritten, answers_value, document_value):
                 yield new_messages, new_answers, ""
-        inputs = [textbox, chatbot, backend, k, show_rewritten, answers]
+        inputs = [textbox, chatbot, backend, k, show_rewritten, document, answers]
         ask = textbox.submit(submit, inputs, [chatbot, answers, textbox], concurrency_limit=settings.concurrency, api_name="ask")
         ask.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
 
-        def retry_last(messages, backend_value, k_value, rewritten, answers_value):
+        def retry_last(messages, backend_value, k_value, rewritten, document_value, answers_value):
             pairs = handlers.history_pairs(messages or [])
             if not pairs:
                 yield messages, answers_value, ""
                 return
             last_user = pairs[-1][0]
             cut = max(i for i, m in enumerate(messages) if m["role"] == "user")
-            yield from submit(last_user, messages[:cut], backend_value, k_value, rewritten, answers_value)
-        again = retry.click(retry_last, [chatbot, backend, k, show_rewritten, answers], [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
+            yield from submit(last_user, messages[:cut], backend_value, k_value, rewritten, document_value, answers_value)
+        again = retry.click(retry_last, inputs[1:], [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
         again.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
         stop.click(None, None, None, cancels=[ask, again])
         clear.click(lambda: ([], [], gr.Radio(choices=[], value=None), ""), None, [chatbot, answers, footnote, passage])
         footnote.change(handlers.show_footnote, [footnote, answers], [passage, article]).then(None, None, None, js=SCROLL_JS)
 
         def on_load(answers_value):
-            service._ready.wait(timeout=0.1)
-            choices = service.backends() if service._ready.is_set() else [settings.backend, "extractive"]
+            choices = service.backends() if service.is_ready(timeout=0.1) else [settings.backend, "extractive"]
+            documents = [(ALL_DOCUMENTS, "")]
             try:
                 _, article_value = handlers.show_footnote(None, answers_value)
+                documents = handlers.document_choices()
             except AssistantError as exc:
                 article_value = f"<p>⚠️ {html.escape(str(exc))}</p>"
-            return service.status(), gr.Dropdown(choices=choices, value=settings.backend), article_value
-        app.load(on_load, answers, [status, backend, article])
+            return (service.status(), gr.Dropdown(choices=choices, value=settings.backend), article_value,
+                    gr.Dropdown(choices=documents, value="", visible=len(documents) > 2))
+        app.load(on_load, answers, [status, backend, article, document])
+        document.change(handlers.show_document, document, article)
         timer = gr.Timer(2.0)
         timer.tick(lambda: service.status(), None, status)
     return app

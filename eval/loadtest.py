@@ -36,23 +36,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def session(url: str, backend: str, n: int) -> tuple[list[float], int, int]:
-    from gradio_client import Client
+def text_of(message: dict) -> str:
+    """A chat message's text, whether Gradio returns a string or a list of content parts."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(str(c.get("text", c) if isinstance(c, dict) else c) for c in content)
+    return str(content)
 
+
+def session(client, backend: str, n: int) -> tuple[list[float], int, int]:
+    """One two-turn conversation; (latencies, errors, 1 if the answers are not its own)."""
     first, follow, expected = CONVERSATIONS[n % len(CONVERSATIONS)]
-    client = Client(url, verbose=False)
     latencies, errors, mixed = [], 0, 0
     history: list = []
     for question in (first, follow):
         start = time.perf_counter()
         try:
-            history, _ = client.predict(question, history, backend, 4, False, api_name="/ask")
+            history, _ = client.predict(question, history, backend, 4, False, "", api_name="/ask")
         except Exception:  # noqa: BLE001 - counted, not fatal
             errors += 1
             continue
         latencies.append(time.perf_counter() - start)
-    answers = " ".join(str(m.get("content")) for m in history if m.get("role") == "assistant")
-    if not errors and expected not in answers:
+    asked = [text_of(m) for m in history if m.get("role") == "user"]
+    answers = " ".join(text_of(m) for m in history if m.get("role") == "assistant")
+    # Its own two questions, in order, and the follow-up answered from its own conversation.
+    if not errors and (asked != [first, follow] or expected not in answers):
         mixed += 1
     return latencies, errors, mixed
 
@@ -74,12 +82,17 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.5)
-        session(url, args.backend, 0)  # warm up
+        from gradio_client import Client
+
+        warm = Client(url, verbose=False)
+        for i in range(len(CONVERSATIONS)):  # warm caches: each conversation once, alone
+            session(warm, args.backend, i)
         print(f"backend {args.backend}\n\n| sessions | answers | errors | wrong conversation | answers/s | p50 s | p95 s |\n|---|---|---|---|---|---|---|")
         for n in args.sessions:
-            start = time.perf_counter()
             with ThreadPoolExecutor(max_workers=n) as pool:
-                results = list(pool.map(lambda i: session(url, args.backend, i), range(n)))
+                clients = list(pool.map(lambda _: Client(url, verbose=False), range(n)))
+                start = time.perf_counter()
+                results = list(pool.map(lambda i: session(clients[i], args.backend, i), range(n)))
             wall = time.perf_counter() - start
             lat = sorted(x for r in results for x in r[0])
             p95 = lat[min(len(lat) - 1, int(0.95 * (len(lat) - 1) + 0.5))] if lat else float("nan")

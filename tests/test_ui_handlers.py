@@ -102,3 +102,20 @@ def test_passage_count_is_per_request_not_shared(service):
     _, answers = list(handlers.respond("Wo wurden die Piloten ausgebildet?", [], k=2))[-1]
     assert len(answers[-1]["retrieved"]) == 2
     assert service.settings.k == 4 and service._chains["fake"].settings.k == 4
+
+
+def test_question_can_be_restricted_to_one_document(settings_factory, fake_embeddings, tmp_path):
+    settings = settings_factory(min_relevance=-1.0, backend="extractive", fallback=None)
+    extra = tmp_path / "kama.txt"
+    extra.write_text("Panzerschule Kama\n\nDie Panzerschule Kama lag bei Kasan an der Wolga.\n", encoding="utf-8")
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE), read_document(extra)])
+    service = ChatService(settings, AnswerChain(HybridRetriever(store=store), settings, None, "extractive"))
+    handlers = ChatHandlers(service)
+    assert [v for _, v in handlers.document_choices()] == ["", "article", "kama"]
+    _, everywhere = list(handlers.respond("Wo lag die Panzerschule Kama?", []))[-1]
+    _, restricted = list(handlers.respond("Wo lag die Panzerschule Kama?", [], doc="article"))[-1]
+    assert {r["chunk_id"].split(":")[0] for r in everywhere[-1]["retrieved"]} == {"article", "kama"}
+    assert {r["chunk_id"].split(":")[0] for r in restricted[-1]["retrieved"]} == {"article"}
+    assert {f["doc_id"] for f in restricted[-1]["footnotes"]} == {"article"}
+    assert "Wolga" in handlers.show_document("kama") and "Reichswehr" in handlers.show_document("")
