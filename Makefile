@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup models run test test-fast browser eval bench-retrieval screenshot loadtest lint clean
+.PHONY: setup models run test test-fast browser eval bench-retrieval bench-scale screenshot loadtest lint clean
 
 setup: $(STAMP) models
 
@@ -49,6 +49,11 @@ eval: setup
 bench-retrieval: setup
 	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --retrieval-only --baseline --out runs/retrieval
+
+# Index size 10^2..10^5 chunks: ingest, disk, memory, retrieval latency, recall (~25 min here).
+bench-scale: setup
+	$(BIN)/python eval/bench_scale.py --sizes 100 1000 10000 100000 --out runs/scale
+	cp runs/scale/scale.png docs/scale.png
 
 screenshot: setup browser
 	SCREENSHOT_TO=docs/screenshot.png $(BIN)/python -m pytest -q --run-slow tests/test_browser.py -k local_model

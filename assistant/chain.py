@@ -19,7 +19,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from . import AssistantError
 from .chunking import Chunk
-from .citations import Footnote, Support, cite, parse_markers
+from .citations import Footnote, Support, cite, embedding_similarity, parse_markers
 from .retrieval import HybridRetriever, rank_sentences, tokenize, validate_query
 from .settings import PROMPTS_DIR, Settings
 
@@ -179,7 +179,7 @@ class AnswerChain:
         self.prompts = prompts or Prompts()
         self.fallback = fallback
         embeddings = retriever.store.embeddings
-        self.support = Support(similarity=lambda claim, texts: _cosines(embeddings, claim, texts))
+        self.support = Support(similarity=embedding_similarity(embeddings))
         self._numbering: dict[int, Chunk] | None = None
         self._system: str | None = None
 
@@ -385,13 +385,6 @@ _MARKER_TAIL = re.compile(r"\s*\[[\d,\s]*\]?$")
 
 def _brief(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")
-
-
-def _cosines(embeddings: Any, claim: str, texts: list[str]) -> list[float]:
-    """Claim-to-sentence similarity, both encoded as documents (symmetric: a translation scores
-    0.68-0.77 against its source, a wrong place or name 0.54-0.59 on hand-made pairs)."""
-    claim_vector, *vectors = embeddings.embed_documents([claim, *texts])
-    return [sum(a * b for a, b in zip(claim_vector, v)) for v in vectors]
 
 
 def build_chain(settings: Settings, backend: str | None = None, retriever: HybridRetriever | None = None) -> AnswerChain:

@@ -10,8 +10,10 @@ from typing import Any
 from tqdm import tqdm
 
 from . import AssistantError
+from .citations import Support, embedding_similarity
 from .evaluation import (
     RetrievalSystem,
+    alce_citations,
     answer_metrics,
     append_jsonl,
     by_group,
@@ -126,7 +128,19 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
             bar.set_postfix(acc=f"{correct / n:.2f}")
     records = [done[i["id"]] for i in items]
     _fill_similarity(records, retriever.store.embeddings)
+    _fill_alce(records, Support(similarity=embedding_similarity(retriever.store.embeddings)))
+    scratch = path.with_suffix(".jsonl.tmp")  # with the judgements, replacing the appended lines at once
+    _write_jsonl(scratch, records)
+    scratch.replace(path)
     return records
+
+
+def _fill_alce(records: list[dict], support: Support) -> None:
+    """Per-sentence citation judgements (ALCE-style) for answered items that do not have them yet."""
+    for record in records:
+        if "sentence_supported" in record or record["refused"] or not record["answer"]:
+            continue
+        record |= alce_citations(record["answer"], record.get("footnotes", []), support.holds)
 
 
 def _fill_similarity(records: list[dict], embeddings: Any) -> None:

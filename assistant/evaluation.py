@@ -179,6 +179,45 @@ def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]
     return {"correct": correct, "facts": facts, "cited_ok": cited_ok}
 
 
+def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Callable[[str, list[str]], bool]) -> dict[str, list[bool]]:
+    """ALCE-style judgements per answer sentence and per citation (Gao et al., 2023).
+
+    A sentence is supported when it cites at least one passage and its cited passages together
+    support it. A citation is precise when its sentence is supported and the citation is needed:
+    it supports the sentence alone, or the sentence's other citations do not. ``supports`` is the
+    judge (``Support.holds`` in ``assistant eval``).
+
+    >>> judge = lambda claim, passages: any("Lipezk" in p for p in passages)
+    >>> notes = [{"n": 1, "passage": "Lipezk"}, {"n": 2, "passage": "Kama"}]
+    >>> alce_citations("In Lipezk [1, 2]. Ohne Beleg.", notes, judge)
+    {'sentence_supported': [True, False], 'citation_precise': [True, False]}
+    """
+    from .citations import parse_markers
+    from .corpus import split_sentences
+
+    passages = {f["n"]: f["passage"] for f in footnotes}
+    supported: list[bool] = []
+    precise: list[bool] = []
+    for sentence in split_sentences(answer):
+        claim, markers = parse_markers(sentence.text)
+        if not re.search(r"\w{2}", claim):
+            continue
+        cited = [passages[m] for m in dict.fromkeys(markers) if m in passages]
+        joint = bool(cited) and supports(claim, cited)
+        supported.append(joint)
+        if joint and len(cited) > 1:
+            precise += [supports(claim, [p]) or not supports(claim, cited[:i] + cited[i + 1:]) for i, p in enumerate(cited)]
+        else:
+            precise += [joint] * len(cited)
+    return {"sentence_supported": supported, "citation_precise": precise}
+
+
+def _mean_of_means(lists: list[list[bool]]) -> float | None:
+    """Average over answers of each answer's share of True (answers with an empty list skipped)."""
+    shares = [sum(x) / len(x) for x in lists if x]
+    return round(sum(shares) / len(shares), 4) if shares else None
+
+
 def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate answer metrics; see eval/README.md for the definitions."""
     if not records:
@@ -198,6 +237,8 @@ def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         "answer_similarity": _ratio(sum(r.get("similarity", 0.0) for r in answerable), len(answerable)),
         "citation_precision": _ratio(sum(citations), len(citations)),
         "citation_recall": _ratio(sum(any(r["cited_ok"]) for r in answered), len(answered)),
+        "alce_citation_recall": _mean_of_means([r.get("sentence_supported", []) for r in answered]),
+        "alce_citation_precision": _mean_of_means([r.get("citation_precise", []) for r in answered]),
         "ttft_p50_s": pct(ttft, 0.5),
         "ttft_p95_s": pct(ttft, 0.95),
         "total_p50_s": pct(total, 0.5),

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 ANSWER_KEYS = ["accuracy", "answer_similarity", "refusal_accuracy", "false_refusal_rate", "citation_precision", "citation_recall",
+               "alce_citation_precision", "alce_citation_recall",
                "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean"]
-HIGHER_IS_BETTER = {"accuracy", "answer_similarity", "refusal_accuracy", "citation_precision", "citation_recall"}
+HIGHER_IS_BETTER = {"accuracy", "answer_similarity", "refusal_accuracy", "citation_precision", "citation_recall",
+                    "alce_citation_precision", "alce_citation_recall"}
 
 
 def _results(out: Path, backend: str, several: bool) -> list[dict[str, Any]]:
@@ -66,7 +68,7 @@ def _ratio_lines(backends: dict[str, Any]) -> list[str]:
         for base in bases:
             a, b = backends[mine]["all"], backends[base]["all"]
             parts = []
-            for key in ("accuracy", "citation_precision", "refusal_accuracy", "ttft_p50_s", "total_p50_s"):
+            for key in ("accuracy", "citation_precision", "alce_citation_recall", "refusal_accuracy", "ttft_p50_s", "total_p50_s"):
                 if a.get(key) is None or not b.get(key):
                     continue
                 ratio = a[key] / b[key]

@@ -67,9 +67,9 @@ class LexicalIndex:
     def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
         base = [tokenize(t) for t in texts]
-        vocab = {tok for toks in base for tok in toks if len(tok) >= 4}
-        self._parts = sorted(vocab, key=len, reverse=True)
-        docs = [toks + [p for t in toks for p in self._compound_parts(t)] for toks in base]
+        self._vocab = {tok for toks in base for tok in toks if len(tok) >= 4}
+        parts = {tok: self._compound_parts(tok) for tok in {t for toks in base for t in toks}}
+        docs = [toks + [p for t in toks for p in parts[t]] for toks in base]
         self.lengths = [len(d) for d in docs]
         self.avg = sum(self.lengths) / max(1, len(docs))
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -80,10 +80,19 @@ class LexicalIndex:
         self.idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for t, p in self.postings.items()}
 
     def _compound_parts(self, token: str) -> list[str]:
-        """Known words of >= 4 letters that begin or end a longer token."""
-        if len(token) < 8 or len(self._parts) > 50_000:
-            return []
-        return [p for p in self._parts if len(p) < len(token) - 2 and (token.startswith(p) or token.endswith(p))][:4]
+        """Up to four known words of >= 4 letters that begin or end a longer token, longest first.
+
+        Looks up the token's own prefixes and suffixes, so the cost is the token's length, not the
+        vocabulary's size.
+        """
+        found: list[str] = []
+        if len(token) < 8:
+            return found
+        for length in range(len(token) - 3, 3, -1):
+            for part in (token[:length], token[-length:]):
+                if part in self._vocab and part not in found:
+                    found.append(part)
+        return found[:4]
 
     def search(self, query: str, n: int) -> list[tuple[int, float]]:
         toks = tokenize(query)

@@ -8,12 +8,14 @@ answering; the half-built collections are removed by the next ingest.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -249,8 +251,36 @@ class Store:
         """Make the index hold ``documents`` (plus, unless ``replace``, the other documents it had).
 
         Documents already in the index are re-chunked from their stored source, so every chunk is
-        compared by content hash: only new or changed chunks are embedded.
+        compared by content hash: only new or changed chunks are embedded. One ingest at a time
+        per data directory: a second one fails at once instead of racing the first.
         """
+        with self._ingest_lock():
+            return self._ingest(documents, replace, progress)
+
+    @contextmanager
+    def _ingest_lock(self) -> Iterator[None]:
+        path = self.settings.home / "ingest.lock"  # this machine's ingests (a Chroma server's too)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise StoreError(
+                    f"another ingest (pid {holder}) is writing the index in {self.settings.home}; "
+                    "wait for it to finish, then run `assistant ingest` again"
+                ) from None
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _ingest(self, documents: list[Document], replace: bool, progress: Callable[[int], None] | None) -> IngestReport:
         pointer = self._pointer()
         old: dict[str, tuple[str, list[float]]] = {}
         old_sources: dict[str, str] = {}

@@ -92,7 +92,7 @@ def main() -> int:
             with ThreadPoolExecutor(max_workers=n) as pool:
                 clients = list(pool.map(lambda _: Client(url, verbose=False), range(n)))
                 start = time.perf_counter()
-                results = list(pool.map(lambda i: session(clients[i], args.backend, i), range(n)))
+                results = list(pool.map(session, clients, [args.backend] * n, range(n)))
             wall = time.perf_counter() - start
             lat = sorted(x for r in results for x in r[0])
             p95 = lat[min(len(lat) - 1, int(0.95 * (len(lat) - 1) + 0.5))] if lat else float("nan")

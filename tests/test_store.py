@@ -141,3 +141,35 @@ def test_index_deleted_under_a_running_retriever(settings_factory, fake_embeddin
     store.ingest([read_document(ARTICLE)])
     retriever.refresh()
     assert retriever.search("Lipezk")
+
+
+def test_second_ingest_while_one_runs_fails_clearly_and_keeps_the_index(settings_factory, fake_embeddings):
+    import fcntl
+
+    settings = settings_factory()
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE)])
+    with (settings.home / "ingest.lock").open("a+") as held:  # what a running `assistant ingest` holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        with pytest.raises(StoreError, match=r"another ingest \(pid 4242\).*assistant ingest"):
+            store.ingest([parse_text(read_document(ARTICLE).source + "\n\nNeu hier.", "article")])
+        assert len(HybridRetriever(store=store).search("Lipezk")) == 4  # reading is not blocked
+    assert store.ingest([parse_text(read_document(ARTICLE).source + "\n\nNeu hier.", "article")]).embedded == 1
+
+
+def test_locked_chroma_database_still_answers(settings_factory, fake_embeddings):
+    """Another program holding an exclusive SQLite lock on the index does not stop searches."""
+    import sqlite3
+
+    settings = settings_factory()
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(ARTICLE)])
+    other = sqlite3.connect(settings.chroma_dir / "chroma.sqlite3", timeout=0, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert HybridRetriever(store=store).search("Lipezk")
+    finally:
+        other.rollback()
+        other.close()
