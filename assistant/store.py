@@ -337,20 +337,18 @@ class Store:
             f"{base}__chunks_{tag}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
         docs_col = self.client.create_collection(f"{base}__docs_{tag}", embedding_function=None)
-        for start in range(0, len(chunks), 1000):
-            part = chunks[start : start + 1000]
-            chunks_col.add(
-                ids=[c.id for c in part],
-                documents=[c.text for c in part],
-                metadatas=[c.metadata() for c in part],
-                embeddings=[vectors[c.id] for c in part],
-            )
-        docs_col.add(
-            ids=[d.doc_id for d in documents],
-            documents=[d.source for d in documents],
-            metadatas=[{"title": d.title, "meta": json.dumps(d.meta, ensure_ascii=False)} for d in documents],
-            embeddings=[[1.0] for _ in documents],
-        )
+        self._add(chunks_col, chunks, lambda part: {
+            "ids": [c.id for c in part],
+            "documents": [c.text for c in part],
+            "metadatas": [c.metadata() for c in part],
+            "embeddings": [vectors[c.id] for c in part],
+        })
+        self._add(docs_col, documents, lambda part: {
+            "ids": [d.doc_id for d in part],
+            "documents": [d.source for d in part],
+            "metadatas": [{"title": d.title, "meta": json.dumps(d.meta, ensure_ascii=False)} for d in part],
+            "embeddings": [[1.0] for _ in part],
+        })
         old = self._pointer()
         pointer = self.client.get_or_create_collection(self.pointer_name, embedding_function=None)
         pointer.modify(metadata={
@@ -362,6 +360,12 @@ class Store:
         for name in (old.get("chunks"), old.get("docs")):
             if name:
                 self._delete(name)
+
+    def _add(self, collection: Any, items: list, columns: Callable[[list], dict[str, list]]) -> None:
+        """Add in batches no larger than 1,000 or what the Chroma client accepts."""
+        size = min(1000, self.client.get_max_batch_size())
+        for start in range(0, len(items), size):
+            collection.add(**columns(items[start : start + size]))
 
     def _drop_orphans(self) -> None:
         """Remove collections left by an interrupted ingest (never the live ones)."""

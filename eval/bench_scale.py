@@ -113,7 +113,14 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
 
     from assistant.corpus import parse_text, read_document
     from assistant.eval_run import ours
-    from assistant.evaluation import load_qa, pct, retrieval_metrics, retrieval_query, run_retrieval
+    from assistant.evaluation import (
+        RetrievalSystem,
+        load_qa,
+        pct,
+        retrieval_metrics,
+        retrieval_query,
+        run_retrieval,
+    )
     from assistant.retrieval import HybridRetriever
     from assistant.settings import load_settings
     from assistant.store import Store, load_embeddings
@@ -167,6 +174,17 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
                 call()
                 timings[name].append((time.perf_counter() - t) * 1000)
         recall = retrieval_metrics(run_retrieval(items, ours(retriever)))
+        alone = {
+            "dense": lambda q, n: [retriever.chunk(i) for i, _ in store.dense_search(q, n)],
+            "lexical": lambda q, n: [retriever.chunks[i] for i, _ in lexical.search(q, n)],
+        }
+        single = {
+            name: retrieval_metrics(run_retrieval(items, RetrievalSystem(name, lambda q, n, find=find: [
+                {"chunk_id": c.id, "text": c.text, "score": 0.0, "haystack": c.text + " " + " ".join(c.references.values())}
+                for c in find(q, n)
+            ])))
+            for name, find in alone.items()
+        }
     embed_s = report.chunks / pool["rate"]
     return {
         "chunks": report.chunks,
@@ -184,12 +202,14 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         "recall@3": recall["recall@3"],
         "recall@5": recall["recall@5"],
         "mrr": recall["mrr"],
+        "dense_recall@5": single["dense"]["recall@5"],
+        "lexical_recall@5": single["lexical"]["recall@5"],
         "queries": len(queries),
     }
 
 
 COLUMNS = ["chunks", "ingest_s", "store_s", "peak_rss_mb", "disk_mb", "load_s", "dense_p50_ms",
-           "dense_p95_ms", "lexical_p50_ms", "lexical_p95_ms", "fused_p50_ms", "fused_p95_ms", "recall@3", "recall@5", "mrr"]
+           "dense_p95_ms", "lexical_p50_ms", "lexical_p95_ms", "fused_p50_ms", "fused_p95_ms", "recall@3", "recall@5", "mrr", "dense_recall@5", "lexical_recall@5"]
 
 
 def growth(rows: list[dict], key: str) -> float | None:

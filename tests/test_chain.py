@@ -177,3 +177,12 @@ def test_a_rewrite_that_drops_the_follow_up_is_not_used(retriever):
     chain = chain_with(retriever, model)
     answer = chain.invoke("Und was passierte mit ihrem Chefredakteur?", [("Welche Zeitschrift veröffentlichte 1929 den Artikel?", "Die Weltbühne [1].")])
     assert "Chefredakteur" in answer.rewritten_question and "Zeitschrift" in answer.rewritten_question
+
+
+def test_other_languages_get_an_answer_in_english_with_a_note(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "Lipezk")
+    chain.model = streaming(f"Die Piloten wurden in Lipezk ausgebildet [{n}].")
+    answer = chain.invoke("Qu'est-ce que les pilotes allemands ont fait à Lipezk ?")
+    assert answer.lang == "fr" and not answer.refused and "Lipezk" in answer.answer and answer.footnotes
+    assert "only answer in German or English" in answer.notice

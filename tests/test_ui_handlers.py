@@ -119,3 +119,9 @@ def test_question_can_be_restricted_to_one_document(settings_factory, fake_embed
     assert {r["chunk_id"].split(":")[0] for r in restricted[-1]["retrieved"]} == {"article"}
     assert {f["doc_id"] for f in restricted[-1]["footnotes"]} == {"article"}
     assert "Wolga" in handlers.show_document("kama") and "Reichswehr" in handlers.show_document("")
+
+
+def test_other_language_note_is_shown_in_the_chat(service):
+    messages, _ = list(ChatHandlers(service).respond("Où les pilotes ont-ils été formés ?", []))[-1]
+    notes = [m["content"] for m in messages if (m.get("metadata") or {}).get("title") == "Hinweis"]
+    assert notes and "only answer in German or English" in notes[0]
