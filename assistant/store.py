@@ -93,6 +93,19 @@ def load_embeddings(name: str, cache_dir: Path) -> SentenceTransformerEmbeddings
     return SentenceTransformerEmbeddings(model, name)
 
 
+def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str, list]:
+    """Every record of a collection, read in pages (one big read exceeds SQLite's variable limit)."""
+    got: dict[str, list] = {"ids": [], **{key: [] for key in include}}
+    offset = 0
+    while True:
+        part = collection.get(include=include, limit=page, offset=offset)
+        for key in got:
+            got[key].extend(part[key] if part[key] is not None else [])
+        if len(part["ids"]) < page:
+            return got
+        offset += page
+
+
 @dataclass
 class IngestReport:
     documents: int
@@ -197,7 +210,7 @@ class Store:
         if not pointer.get("chunks"):
             return {"chunks": 0, "documents": [], "fingerprint": None}
         chunks, docs = self._live()
-        got = docs.get(include=["metadatas"])
+        got = _get_all(docs, ["metadatas"])
         return {
             "chunks": chunks.count(),
             "documents": sorted(str(m.get("title")) for m in got["metadatas"] or []),
@@ -208,7 +221,7 @@ class Store:
     def chunks(self) -> list[Chunk]:
         """All live chunks, in document order."""
         collection, _ = self._live()
-        got = collection.get(include=["documents", "metadatas"])
+        got = _get_all(collection, ["documents", "metadatas"])
         try:
             found = [
                 Chunk.from_metadata(i, t, m)
@@ -221,7 +234,7 @@ class Store:
     def documents(self) -> dict[str, dict[str, Any]]:
         """doc_id -> {title, source text, meta}."""
         _, docs = self._live()
-        got = docs.get(include=["documents", "metadatas"])
+        got = _get_all(docs, ["documents", "metadatas"])
         return {
             i: {"title": m["title"], "source": t, "meta": json.loads(m["meta"])}
             for i, t, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
@@ -286,10 +299,10 @@ class Store:
         old_sources: dict[str, str] = {}
         if pointer.get("chunks"):
             chunks_col, docs_col = self._live()
-            got = chunks_col.get(include=["metadatas", "embeddings"])
+            got = _get_all(chunks_col, ["metadatas", "embeddings"])
             old = {i: (m.get("content_hash", ""), list(e)) for i, m, e in zip(got["ids"], got["metadatas"], got["embeddings"])}
             new_ids = {d.doc_id for d in documents}
-            got_docs = docs_col.get(include=["documents", "metadatas"])
+            got_docs = _get_all(docs_col, ["documents", "metadatas"])
             for i, text, m in zip(got_docs["ids"], got_docs["documents"], got_docs["metadatas"]):
                 old_sources[i] = text
                 if not replace and i not in new_ids:

@@ -175,9 +175,13 @@ def test_locked_chroma_database_still_answers(settings_factory, fake_embeddings)
         other.close()
 
 
+@pytest.mark.slow
 def test_more_documents_than_one_chroma_batch(settings_factory, fake_embeddings):
     """Chroma rejects adds above its max batch size (5,461 here); ingest splits them."""
     store = Store(settings_factory(), fake_embeddings)
     many = [parse_text(f"Notiz {i}\n\nDie Notiz Nummer {i} nennt Lipezk.", f"n{i}") for i in range(6000)]
     assert store.ingest(many).chunks == 6000
-    assert len(store.documents()) == 6000
+    assert len(store.documents()) == 6000 and len(store.chunks()) == 6000  # read back in pages
+    many[0] = parse_text("Notiz 0\n\nDie Notiz nennt jetzt Kama.", "n0")
+    report = store.ingest(many)
+    assert (report.embedded, report.reused) == (1, 5999)
