@@ -44,7 +44,7 @@ test-fast: $(STAMP)
 eval: setup
 	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --baseline --out runs/latest \
-		--backend local --backend extractive --backend baseline:article --backend baseline:bm25
+		--backend local --backend extractive --backend baseline:article --backend baseline:bm25 --backend baseline:textbook
 
 bench-retrieval: setup
 	$(BIN)/assistant ingest

@@ -237,7 +237,7 @@ def write_outputs(rows: list[dict], out: Path) -> None:
               + ", ".join(f"{k} {v}" for k, v in slopes.items())]
     (out / "scale.md").write_text("\n".join(lines) + "\n")
     x = [r["chunks"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right, recall) = plt.subplots(1, 3, figsize=(15, 4))
     for key, label in (("ingest_s", "ingest (s)"), ("disk_mb", "index on disk (MB)"), ("peak_rss_mb", "peak memory (MB)"),
                        ("load_s", "load chunks + build BM25 at start (s)")):
         left.plot(x, [r[key] for r in rows], marker="o", label=label)
@@ -251,6 +251,14 @@ def write_outputs(rows: list[dict], out: Path) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
+    for key, label in (("recall@5", "fused (ours)"), ("dense_recall@5", "dense alone"), ("lexical_recall@5", "lexical alone")):
+        recall.plot(x, [r.get(key) for r in rows], marker="o", label=label)
+    recall.set_xscale("log")
+    recall.set_ylim(0, 1.02)
+    recall.set_xlabel("chunks in the index")
+    recall.set_title("recall@5 on eval/qa.jsonl (on-topic distractors)")
+    recall.grid(True, which="both", alpha=0.3)
+    recall.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "scale.png", dpi=110)
     plt.close(fig)
