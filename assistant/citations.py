@@ -135,6 +135,22 @@ class Support:
         return spans[max(scored)[1]]
 
 
+def claims(text: str) -> list[tuple[str, list[int]]]:
+    """Each sentence of an answer without its markers, and the marker numbers it carried.
+
+    The sentence splitter lifts single ``[n]`` markers into the sentence's footnotes (as in the
+    article); grouped ones (``[1, 2]``) stay in the text; both count.
+
+    >>> claims("In Lipezk [3]. In Kama [1, 2][4].")
+    [('In Lipezk.', [3]), ('In Kama.', [4, 1, 2])]
+    """
+    found = []
+    for sentence in split_sentences(text):
+        claim, markers = parse_markers(sentence.text)
+        found.append((re.sub(r"\s+([.!?…,;:])", r"\1", claim), list(sentence.footnotes) + markers))
+    return found
+
+
 def embedding_similarity(embeddings: Any) -> Callable[[str, list[str]], list[float]]:
     """Claim-to-sentence similarity, both encoded as documents (symmetric: a translation scores
     0.68-0.77 against its source, a wrong place or name 0.54-0.59 on hand-made pairs)."""
@@ -169,8 +185,7 @@ def cite(
     # "Satz. [1]" -> "Satz [1]." so that a marker stays with the sentence it follows.
     draft = re.sub(r"([.!?…])\s*((?:\[\d[\d,;\s]*\])+)", r" \2\1", draft.replace("\n", " "))
     verdict = ""  # a bare "Ja."/"Nein." is kept only in front of a supported sentence
-    for sentence in split_sentences(draft):
-        claim, markers = parse_markers(sentence.text)
+    for claim, markers in claims(draft):
         if claim.strip(" .,!").lower() in _VERDICTS:
             verdict = claim.strip(" .,!").capitalize() + ". "
             continue

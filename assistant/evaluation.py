@@ -189,17 +189,15 @@ def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Calla
 
     >>> judge = lambda claim, passages: any("Lipezk" in p for p in passages)
     >>> notes = [{"n": 1, "passage": "Lipezk"}, {"n": 2, "passage": "Kama"}]
-    >>> alce_citations("In Lipezk [1, 2]. Ohne Beleg.", notes, judge)
-    {'sentence_supported': [True, False], 'citation_precise': [True, False]}
+    >>> alce_citations("In Lipezk [1, 2]. Ohne Beleg. In Kama [2].", notes, judge)
+    {'sentence_supported': [True, False, False], 'citation_precise': [True, False, False]}
     """
-    from .citations import parse_markers
-    from .corpus import split_sentences
+    from .citations import claims
 
     passages = {f["n"]: f["passage"] for f in footnotes}
     supported: list[bool] = []
     precise: list[bool] = []
-    for sentence in split_sentences(answer):
-        claim, markers = parse_markers(sentence.text)
+    for claim, markers in claims(answer):
         if not re.search(r"\w{2}", claim):
             continue
         cited = [passages[m] for m in dict.fromkeys(markers) if m in passages]
