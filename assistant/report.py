@@ -73,7 +73,8 @@ def _ratio_lines(backends: dict[str, Any]) -> list[str]:
                     continue
                 ratio = a[key] / b[key]
                 better = ratio > 1 if key in HIGHER_IS_BETTER else ratio < 1
-                parts.append(f"{key} ×{ratio:.2f} ({'better' if better else 'worse'})")
+                verdict = "same" if round(ratio, 2) == 1 else "better" if better else "worse"
+                parts.append(f"{key} ×{ratio:.2f} ({verdict})")
             lines.append(f"- **{mine}** vs {base}: " + ", ".join(parts))
     return lines
 
