@@ -156,8 +156,6 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-
-
 # -- answers ---------------------------------------------------------------------------------------
 def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Per-item answer judgements, added to the result record.
