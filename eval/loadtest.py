@@ -20,6 +20,8 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+from assistant.ui import plain_text
+
 CONVERSATIONS = [
     ("Wo wurden die deutschen Piloten ausgebildet?", "Wie viele waren es?", "hundert"),
     ("Welche Zeitschrift veröffentlichte 1929 den Artikel über die Luftfahrt?", "Was passierte mit ihrem Chefredakteur?", "Ossietzky"),
@@ -36,14 +38,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def text_of(message: dict) -> str:
-    """A chat message's text, whether Gradio returns a string or a list of content parts."""
-    content = message.get("content")
-    if isinstance(content, list):
-        return " ".join(str(c.get("text", c) if isinstance(c, dict) else c) for c in content)
-    return str(content)
-
-
 def session(client, backend: str, n: int) -> tuple[list[float], int, int]:
     """One two-turn conversation; (latencies, errors, 1 if the answers are not its own)."""
     first, follow, expected = CONVERSATIONS[n % len(CONVERSATIONS)]
@@ -57,8 +51,8 @@ def session(client, backend: str, n: int) -> tuple[list[float], int, int]:
             errors += 1
             continue
         latencies.append(time.perf_counter() - start)
-    asked = [text_of(m) for m in history if m.get("role") == "user"]
-    answers = " ".join(text_of(m) for m in history if m.get("role") == "assistant")
+    asked = [plain_text(m.get("content")) for m in history if m.get("role") == "user"]
+    answers = " ".join(plain_text(m.get("content")) for m in history if m.get("role") == "assistant")
     # Its own two questions, in order, and the follow-up answered from its own conversation.
     if not errors and (asked != [first, follow] or expected not in answers):
         mixed += 1
