@@ -1,7 +1,9 @@
 """Question -> cited answer: condense, retrieve, gate, prompt, generate, verify citations.
 
 Everything the UI, CLI and eval need comes back as one :class:`Answer`. ``stream`` yields
-``("token", partial_text)`` while the model writes and ends with ``("answer", Answer)``.
+``("evidence", cited_quotes)`` as soon as the evidence is chosen (model backends only),
+``("token", partial_text)`` while the model writes (an unchecked draft), and ends with
+``("answer", Answer)``.
 """
 
 from __future__ import annotations
@@ -19,16 +21,36 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from . import AssistantError
 from .chunking import Chunk
-from .citations import Footnote, Support, cite, embedding_similarity, parse_markers
+from .citations import Footnote, Support, embedding_similarity, parse_markers, render, verify
+from .evidence import (
+    Asked,
+    Evidence,
+    Sentences,
+    Vocabulary,
+    analyse,
+    coverage,
+    fits_type,
+    informative,
+    select_evidence,
+    stands_alone,
+    unknown_terms,
+    verdict,
+)
 from .retrieval import HybridRetriever, rank_sentences, tokenize, validate_query
 from .settings import PROMPTS_DIR, Settings
 
 REFUSAL_MARK = "NICHT IM TEXT"
-EVIDENCE_SENTENCES = 1  # evidence sentences in the prompt: 1 beat 0 and 2 on dev (accuracy and TTFT)
-REFUSALS = {
-    "de": "Dazu steht im Artikel nichts.",
-    "en": "The article does not say.",
+WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
+         "en": {"article": "The article", "documents": "The documents"}}
+NOT_IN_TEXT = {
+    "de": {"plain": "Dazu steht {where} nichts.", "number": "Eine Zahl dazu steht {where} nicht.",
+           "date": "Ein Datum dazu steht {where} nicht."},
+    "en": {"plain": "{where} does not say.", "number": "{where} gives no number for this.",
+           "date": "{where} gives no date for this."},
 }
+NEARBY = {"de": {"article": "Er sagt dazu:", "documents": "Sie sagen dazu:"},
+          "en": {"article": "What it says nearby:", "documents": "What they say nearby:"}}
+VERDICT = {"de": {"ja": "Ja.", "nein": "Nein."}, "en": {"ja": "Yes.", "nein": "No."}}
 DECLINE = {
     "de": "Das kann ich nicht tun: Ich beantworte nur Fragen zum Artikel „{title}“.",
     "en": "I can't do that: I only answer questions about the article “{title}”.",
@@ -182,6 +204,8 @@ class AnswerChain:
         self.support = Support(similarity=embedding_similarity(embeddings))
         self._numbering: dict[int, Chunk] | None = None
         self._system: str | None = None
+        self._sentence_index: Sentences | None = None
+        self._words: Vocabulary | None = None
 
     # -- the static prefix --------------------------------------------------------------------
     def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
@@ -212,8 +236,9 @@ class AnswerChain:
 
     # -- steps --------------------------------------------------------------------------------
     def condense(self, question: str, history: list[tuple[str, str]]) -> str:
-        """A standalone version of a follow-up; the question itself when there is no history."""
-        if not history:
+        """A standalone version of a follow-up; the question itself when there is no history or
+        it stands alone (no model call: every rewrite costs the person a second or more)."""
+        if not history or stands_alone(question):
             return question
         last_user = history[-1][0]
         fallback = f"{question} (zur vorherigen Frage: {last_user})"
@@ -277,42 +302,47 @@ class AnswerChain:
         best_dense = max((d.metadata["dense_score"] for d in docs), default=0.0)
         best_lexical = max((d.metadata["lexical_score"] for d in docs), default=0.0)
         if not docs or (best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical):
-            yield "answer", finish(REFUSALS[reply], True)
+            yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
             return
         chunks = [self.retriever.chunk(d.id) for d in docs]
         # Evidence must match what is asked now: when no rewrite could be used, rank by the follow-up.
         focus = question if history and rewritten.startswith(question) else rewritten
+        asked = analyse(focus)
         ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings)
+        evidence = select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
+        strong = coverage(asked, evidence.texts) >= self.settings.min_coverage_over_model
+        # Unfamiliar words and weak evidence together: no quote can answer this.
+        doubtful = not strong and self._unfamiliar(asked, lang)
+        if not self._grounded(asked, evidence) or (self.model is None and doubtful):
+            yield "answer", finish(*self._not_in_text(asked, evidence, reply))
+            return
         if self.model is None:
-            text, footnotes = self._extractive(ranked, chunks)
+            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply)
             yield "answer", finish(text, False, footnotes)
             return
+        # Sources first: the evidence is known in milliseconds, the model's phrasing takes seconds.
+        yield "evidence", render([(s.text, [(c, s)]) for c, s in evidence.items])[0]
         try:
-            draft = yield from self._generate(rewritten, reply, chunks, ranked, result, start)
+            draft = yield from self._generate(rewritten, reply, chunks, evidence, result, start)
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a readable notice
             note = FALLBACK_NOTE[reply].format(backend=self.backend)
             if self.fallback is None:
                 raise BackendFailure(f"backend {self.backend} failed: {_brief(exc)}") from None
-            text, footnotes = self._extractive(ranked, chunks)
+            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply)
             result.notice = f"{note} ({_brief(exc)})"
             result.backend = f"{self.fallback.backend} (fallback)"
             yield "answer", finish(text, False, footnotes)
             return
         result.draft = draft
-        numbering = self._shown_numbering(chunks)
-        footnotes: list[Footnote] = []
-        text = ""
-        if not (REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3):
-            text, footnotes = cite(draft.replace(REFUSAL_MARK, ""), numbering, chunks, self.support)
-            if not footnotes and pointed_only(draft, numbering):  # the model only named a passage
-                pointed = {numbering[n].id for n in parse_markers(draft)[1] if n in numbering}
-                text, footnotes = self._extractive([r for r in ranked if r[1].id in pointed] or ranked, chunks)
-        if not footnotes:  # the model refused, or nothing it said is in the passages
-            if ranked and ranked[0][0] >= self.settings.override_refusal:  # quote what clearly answers
-                text, footnotes = self._extractive(ranked, chunks)
-            else:
-                yield "answer", finish(REFUSALS[reply], True)
-                return
+        declined = REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3
+        if declined and (not strong or self._unfamiliar(asked, lang)):
+            yield "answer", finish(*self._not_in_text(asked, evidence, reply))
+            return
+        draft = "" if declined else draft.replace(REFUSAL_MARK, "")
+        text, footnotes, phrased = self._compose(draft, asked, evidence, chunks, reply)
+        if doubtful and not phrased:  # the model found nothing it could say from the text either
+            yield "answer", finish(*self._not_in_text(asked, evidence, reply))
+            return
         yield "answer", finish(text, False, footnotes)
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
@@ -322,13 +352,14 @@ class AnswerChain:
         raise RuntimeError("the chain ended without an answer")
 
     def _generate(
-        self, question: str, reply: str, chunks: list[Chunk], ranked: list, result: Answer, start: float
+        self, question: str, reply: str, chunks: list[Chunk], evidence: Evidence, result: Answer, start: float
     ) -> Iterator[tuple[str, Any]]:
+        """Ask the model to phrase an answer from the chosen evidence; stream it; return the draft."""
         _, system, article_mode = self._layout()
         number_of = {c.id: n for n, c in self._shown_numbering(chunks).items()}
-        evidence = "\n".join(f"[{number_of[c.id]}] {s.text}" for _, c, s in ranked[:EVIDENCE_SENTENCES])
+        lines = "\n".join(f"[{number_of[c.id]}] {s.text}" for c, s in evidence.items if c.id in number_of)
         passages = "" if article_mode else format_passages([(number_of[c.id], c) for c in chunks])
-        user = self.prompts.render(f"answer.{reply}", question=question, evidence=evidence, passages=passages)
+        user = self.prompts.render(f"answer.{reply}", question=question, evidence=lines, passages=passages)
         assert self.model is not None
         text = ""
         for part in self.model.stream([SystemMessage(system), HumanMessage(user)]):
@@ -344,22 +375,106 @@ class AnswerChain:
                 yield "token", visible
         return text
 
-    def _extractive(self, ranked: list, chunks: list[Chunk]) -> tuple[str, list[Footnote]]:
-        """The best sentence (and a close runner-up) from the passages, cited."""
-        if not ranked:
-            return "", []
-        best = ranked[0][0]
-        picked = [r for r in ranked[:2] if r[0] >= best - 0.04]
-        numbering = {i + 1: c for i, c in enumerate(chunks)}
-        index = {c.id: i + 1 for i, c in enumerate(chunks)}
-        draft = " ".join(f"{s.text} [{index[c.id]}]" for _, c, s in picked)
-        return cite(draft, numbering, [c for _, c, _ in picked], Support(min_lexical=0.99))
+    # -- evidence and answerability ----------------------------------------------------------------
+    def _sentences(self) -> Sentences:
+        if self._sentence_index is None:
+            self._sentence_index = Sentences(self.retriever.chunks)
+        return self._sentence_index
+
+    def _vocabulary(self) -> Vocabulary:
+        if self._words is None:
+            self._words = Vocabulary(c.text for c in self.retriever.chunks)
+        return self._words
+
+    def _grounded(self, asked: Asked, evidence: Evidence) -> bool:
+        """Whether the evidence can answer at all: it holds the kind of value asked for (a number
+        for "wie viele", a date for "wann"), when that is the one thing asked."""
+        return bool(evidence.items) and fits_type(asked, evidence.texts)
+
+    def _unfamiliar(self, asked: Asked, lang: str) -> bool:
+        """A German question names a noun or name that the corpus never uses: a hint, not proof,
+        that the text does not answer (weighed with the model's own judgement)."""
+        return lang == "de" and bool(unknown_terms(asked.text, self._vocabulary()))
+
+    def _compose(
+        self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str
+    ) -> tuple[str, list[Footnote], bool]:
+        """The answer: a verdict for yes/no questions, the model's verified sentences, and the
+        evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
+        The flag says whether any sentence of the model's survived."""
+        numbering = self._shown_numbering(chunks)
+        model_word = _model_verdict(draft) if asked.yes_no else None
+        lead = [] if _SOURCE_QUESTION.search(asked.text) else verify(
+            _VERDICT_OPENING.sub("", draft), numbering, chunks, self.support,
+            keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
+            given=asked.tokens,
+        )
+        # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
+        # A fragment ("Hans von Seeckt.") answers only if the text around it is about what is asked:
+        # a name from a sentence about something else is that name in another role.
+        lead = [
+            (claim, found) for claim, found in lead
+            if not _near_copy(claim, found)
+            and (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
+        ]
+        # A verified model answer that rests on other sentences than the ranked evidence found
+        # better evidence (it read the whole text): quote what it rests on.
+        cited = {(c.id, s.start): (c, s) for _, found in lead for c, s in found}
+        ranked = {(c.id, s.start) for c, s in evidence.items}
+        sources = evidence.items if not cited or set(cited) & ranked else list(cited.values())
+        said = {t for claim, _ in lead for t in tokenize(claim)} | set(asked.tokens)
+        quotes = [(s.text, [(c, s)]) for c, s in sources if not all(_said(t, said) for t in tokenize(s.text))]
+        # A verdict needs grounds: a denial in the best evidence sentence, or the model's own verdict
+        # whose sentence passed verification (polarity included). Otherwise the evidence speaks.
+        rule = verdict(asked, evidence.best)
+        word = "nein" if rule == "nein" else model_word if lead else None
+        if rule == "nein" and model_word == "ja":
+            lead = []
+        text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")
+        return text, footnotes, bool(lead)
+
+    def _not_in_text(self, asked: Asked, evidence: Evidence, reply: str) -> tuple[str, bool, list[Footnote]]:
+        """A refusal that says what the text lacks and shows what it says nearby, cited, as no answer."""
+        where = "article" if len({c.doc_id for c in self.retriever.chunks}) <= 1 else "documents"
+        kind = "number" if asked.number else "date" if asked.date else "plain"
+        text = NOT_IN_TEXT[reply][kind].format(where=WHERE[reply][where])
+        if evidence.items and evidence.score >= self.settings.min_nearby:
+            nearby, footnotes = render([(s.text, [(c, s)]) for c, s in evidence.items[:2]])
+            return f"{text} {NEARBY[reply][where]} {nearby}", True, footnotes
+        return text, True, []
 
 
-def pointed_only(draft: str, numbering: dict[int, Chunk]) -> bool:
-    """The draft is nothing but markers of passages the model was shown ("[11]")."""
-    text, markers = parse_markers(draft)
-    return bool(markers) and any(n in numbering for n in markers) and not tokenize(text)
+_VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
+
+
+def _near_copy(claim: str, found: list[tuple[Chunk, Any]]) -> bool:
+    """More than three content words, nearly all from the one sentence the claim cites.
+
+    >>> from assistant.chunking import Span
+    >>> span = Span("Die dortige Entwicklung von Bordfunk erwies sich als Vorteil.", 0, 60)
+    >>> _near_copy("Die Entwicklung von Bordfunk erwies sich als Vorteil.", [(None, span)]), _near_copy("Bordfunk.", [(None, span)])
+    (True, False)
+    """
+    words = tokenize(claim)
+    if len(found) != 1 or len(words) <= 3:
+        return False
+    source = set(tokenize(found[0][1].text))
+    return sum(_said(w, source) for w in words) / len(words) >= 0.7
+
+
+def _said(token: str, said: set[str]) -> bool:
+    return token in said or any(len(s) >= 5 and s[:5] == token[:5] for s in said)
+
+
+def _model_verdict(draft: str) -> str | None:
+    """``"ja"``/``"nein"`` when the draft opens with one.
+
+    >>> _model_verdict("Nein, der Vertrag enthielt keine."), _model_verdict("Yes. It did."), _model_verdict("In Kama.")
+    ('nein', 'ja', None)
+    """
+    first = re.match(r"\W*(\w+)", draft)
+    word = first.group(1).lower() if first else ""
+    return {"ja": "ja", "yes": "ja", "nein": "nein", "no": "nein"}.get(word)
 
 
 def with_reference(answer: str, footnotes: list[Footnote], reply: str) -> str:

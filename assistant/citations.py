@@ -15,12 +15,12 @@ from typing import Any
 
 from .chunking import Chunk, Span
 from .corpus import split_sentences
+from .evidence import negated
 from .retrieval import tokenize
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")
 _VERDICTS = {"ja", "nein", "yes", "no", "doch"}
-_NEGATIONS = re.compile(r"\b(?:nicht|kein\w*|nie|niemals|weder|not|no|never|neither|nor|none)\b|n't\b", re.IGNORECASE)
 
 
 def same_polarity(claim: str, source: str) -> bool:
@@ -31,7 +31,7 @@ def same_polarity(claim: str, source: str) -> bool:
     >>> same_polarity("No, it did not.", "Der Vertrag sah keine Zusammenarbeit vor.")
     True
     """
-    return bool(_NEGATIONS.search(claim)) == bool(_NEGATIONS.search(source))
+    return negated(claim) == negated(source)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,51 @@ def lexical_support(claim: str, source: str) -> float:
     return found / len(words)
 
 
+def numbers_supported(claim: str, source: str) -> bool:
+    """Every number of the claim is in the source, or is the difference of two of its numbers
+    (years between two dates: a computed answer, not an invented one).
+
+    >>> numbers_supported("Es dauerte 9 Jahre.", "von 1924 bis 1933"), numbers_supported("Es waren 12.", "1924")
+    (True, False)
+    """
+    have = {int(n) for n in _NUMBER.findall(source)}
+    derived = {abs(a - b) for a in have for b in have if a != b}
+    return all(int(n) in have or int(n) in derived for n in _NUMBER.findall(claim))
+
+
+def close_together(claim: str, source: str) -> bool:
+    """The claim's words sit close together in the source, as they do when both say the same thing.
+
+    A name taken from another clause of the sentence (the author where the editor was asked) lies
+    far from the claim's other words, though every word occurs.
+
+    >>> src = ("Der Autor Kreiser musste daraufhin nach Frankreich fliehen, der verantwortliche "
+    ...        "Chefredakteur Ossietzky wurde im Prozess zu Haft verurteilt.")
+    >>> close_together("Kreiser wurde zu Haft verurteilt.", src), close_together("Ossietzky wurde verurteilt.", src)
+    (False, True)
+    """
+    words = list(dict.fromkeys(tokenize(claim)))
+    source_words = tokenize(source)
+    hits = sorted(
+        (i, w) for w, word in enumerate(words) for i, s in enumerate(source_words)
+        if s == word or (len(s) >= 5 and len(word) >= 5 and s[:5] == word[:5])
+    )
+    present = {w for _, w in hits}
+    if len(present) < 2:
+        return True
+    best, counts, left = len(source_words), {}, 0
+    for i, w in hits:  # smallest window of source words that holds every present claim word
+        counts[w] = counts.get(w, 0) + 1
+        while len(counts) == len(present):
+            j, v = hits[left]
+            best = min(best, i - j + 1)
+            counts[v] -= 1
+            if not counts[v]:
+                del counts[v]
+            left += 1
+    return best <= 2 * len(present) + 1
+
+
 @dataclass
 class Support:
     """Decides whether a source sentence supports a claim, lexically or by embedding similarity."""
@@ -104,9 +149,9 @@ class Support:
         if not passages:
             return False
         joined = " ".join(passages)
-        if set(_NUMBER.findall(claim)) - set(_NUMBER.findall(joined)):
+        if not numbers_supported(claim, joined):
             return False
-        if lexical_support(claim, joined) >= self.min_lexical and same_polarity(claim, joined):
+        if lexical_support(_NUMBER.sub("", claim), joined) >= self.min_lexical and same_polarity(claim, joined):
             return True
         sentences = [s.text for p in passages for s in split_sentences(p)]
         close = [
@@ -118,15 +163,14 @@ class Support:
     def best(self, claim: str, spans: Sequence[tuple[Chunk, Span]], prefer: set[str]) -> tuple[Chunk, Span] | None:
         if not spans:
             return None
-        lexical = [lexical_support(claim, s.text) for _, s in spans]
-        numbers_ok = [
-            not (set(_NUMBER.findall(claim)) - set(_NUMBER.findall(s.text))) and same_polarity(claim, s.text)
-            for _, s in spans
-        ]
+        lexical = [lexical_support(_NUMBER.sub("", claim), s.text) for _, s in spans]
+        numbers_ok = [numbers_supported(claim, s.text) and same_polarity(claim, s.text) for _, s in spans]
         dense = self.similarity(claim, [s.text for _, s in spans]) if self.similarity else [0.0] * len(spans)
         scored = []
         for i, (chunk, _span) in enumerate(spans):
-            ok = numbers_ok[i] and (lexical[i] >= self.min_lexical or dense[i] >= self.min_similarity)
+            # Every word present but scattered over the sentence: a different statement.
+            scattered = lexical[i] >= self.min_lexical and not close_together(claim, spans[i][1].text)
+            ok = numbers_ok[i] and not scattered and (lexical[i] >= self.min_lexical or dense[i] >= self.min_similarity)
             if ok:
                 bonus = 0.05 if chunk.id in prefer else 0.0
                 scored.append((max(lexical[i], dense[i]) + bonus, i))
@@ -162,58 +206,103 @@ def embedding_similarity(embeddings: Any) -> Callable[[str, list[str]], list[flo
     return similarity
 
 
-def cite(
+Verified = tuple[str, list[tuple[Chunk, Span]]]
+
+
+def verify(
     draft: str,
     numbering: dict[int, Chunk],
     passages: Sequence[Chunk],
     support: Support,
-) -> tuple[str, list[Footnote]]:
-    """Verify and cite each sentence of ``draft``.
+    keep: Callable[[str], bool] | None = None,
+    evidence: Sequence[tuple[Chunk, Span]] = (),
+    given: frozenset[str] = frozenset(),
+) -> list[Verified]:
+    """The sentences of ``draft`` that the passages support, each with its best supporting sentence.
 
     Args:
         draft: the model's text, with markers as the model wrote them.
-        numbering: the marker numbers the model was shown -> chunks.
+        numbering: the marker numbers the model was shown -> chunks (a marker breaks ties).
         passages: the chunks an answer may cite (the retrieved ones).
         support: the support test.
-
-    Returns:
-        The answer with markers ``[n]`` renumbered by first appearance, and its footnotes.
+        keep: an extra test a sentence must pass (e.g. that it is informative); all pass without it.
+        evidence: sentences that may support a claim together (two facts in one claim, or a
+            number computed from two of theirs); the claim then cites each that shares a word with it.
+        given: the question's words, which a computed claim may repeat ("lagen 4 Jahre zwischen …").
     """
     spans = [(c, s) for c in passages for s in c.spans]
-    footnotes: dict[str, Footnote] = {}
-    out: list[str] = []
+    out: list[Verified] = []
     # "Satz. [1]" -> "Satz [1]." so that a marker stays with the sentence it follows.
     draft = re.sub(r"([.!?…])\s*((?:\[\d[\d,;\s]*\])+)", r" \2\1", draft.replace("\n", " "))
-    verdict = ""  # a bare "Ja."/"Nein." is kept only in front of a supported sentence
     for claim, markers in claims(draft):
-        if claim.strip(" .,!").lower() in _VERDICTS:
-            verdict = claim.strip(" .,!").capitalize() + ". "
+        if len(tokenize(claim)) == 0 or claim.strip(" .,!").lower() in _VERDICTS:
             continue
-        if len(tokenize(claim)) == 0:
+        if not re.search(r"[.!?…:][“”\"')»]*$", claim):
+            claim += "."
+        if keep is not None and not keep(claim):
             continue
         prefer = {numbering[m].id for m in markers if m in numbering}
         best = support.best(claim, spans, prefer)
-        if best is None:
-            continue
-        chunk, span = best
-        if _is_truncated_copy(claim, span.text):
-            claim = span.text  # a cut-off copy of the source loses facts (lists): quote it whole
-        key = f"{chunk.id}@{span.start}"
-        if key not in footnotes:
-            footnotes[key] = Footnote(
-                n=len(footnotes) + 1,
-                chunk_id=chunk.id,
-                doc_id=chunk.doc_id,
-                title=chunk.title,
-                passage=chunk.text,
-                sentence=span.text,
-                start=span.start,
-                end=span.end,
-                references={n: chunk.references[n] for n in span.footnotes if n in chunk.references},
-            )
-        out.append(verdict + _with_marker(claim, footnotes[key].n))
-        verdict = ""
+        if best is not None:
+            chunk, span = best
+            if _is_truncated_copy(claim, span.text):
+                claim = span.text  # a cut-off copy of the source loses facts (lists): quote it whole
+            out.append((claim, [(chunk, span)]))
+        elif evidence and _computed(claim, [s.text for _, s in evidence], support, given):
+            words = set(tokenize(claim))
+            out.append((claim, [(c, s) for c, s in evidence if words & set(tokenize(s.text))] or list(evidence)))
+    return out
+
+
+def _computed(claim: str, evidence: list[str], support: Support, given: frozenset[str]) -> bool:
+    """The evidence supports the claim together; a number computed from it (a difference of
+    years) may come with the question's own words around it."""
+    if support.holds(claim, evidence):
+        return True
+    joined = " ".join(evidence)
+    numbers = _NUMBER.findall(claim)
+    if not numbers or not numbers_supported(claim, joined) or all(n in _NUMBER.findall(joined) for n in numbers):
+        return False
+    rest = [t for t in tokenize(_NUMBER.sub("", claim)) if t not in given]
+    return not rest or lexical_support(" ".join(rest), joined) >= support.min_lexical
+
+
+def render(verified: Sequence[Verified], lead: str = "") -> tuple[str, list[Footnote]]:
+    """Join verified sentences with markers renumbered by first use; ``lead`` (a verdict) goes first.
+
+    Returns:
+        The answer text and its footnotes.
+    """
+    footnotes: dict[str, Footnote] = {}
+    out: list[str] = []
+    for claim, sources in verified:
+        numbers = []
+        for chunk, span in sources:
+            key = f"{chunk.id}@{span.start}"
+            if key not in footnotes:
+                footnotes[key] = Footnote(
+                    n=len(footnotes) + 1,
+                    chunk_id=chunk.id,
+                    doc_id=chunk.doc_id,
+                    title=chunk.title,
+                    passage=chunk.text,
+                    sentence=span.text,
+                    start=span.start,
+                    end=span.end,
+                    references={n: chunk.references[n] for n in span.footnotes if n in chunk.references},
+                )
+            numbers.append(footnotes[key].n)
+        out.append(_with_marker(claim, *dict.fromkeys(numbers)))
+    if out and lead:
+        out[0] = f"{lead} {out[0]}"
     return " ".join(out), list(footnotes.values())
+
+
+def cite(
+    draft: str, numbering: dict[int, Chunk], passages: Sequence[Chunk], support: Support
+) -> tuple[str, list[Footnote]]:
+    """Verify and cite each sentence of ``draft`` (:func:`verify`, then :func:`render`)."""
+    return render(verify(draft, numbering, passages, support))
 
 
 def _is_truncated_copy(claim: str, source: str) -> bool:
@@ -228,13 +317,14 @@ def _is_truncated_copy(claim: str, source: str) -> bool:
     return len(core) >= 20 and len(core) < len(source.rstrip(" .!?…")) and source.startswith(core)
 
 
-def _with_marker(claim: str, n: int) -> str:
-    """Put the marker before the sentence's final punctuation.
+def _with_marker(claim: str, *numbers: int) -> str:
+    """Put the markers before the sentence's final punctuation.
 
-    >>> _with_marker("In Lipezk.", 1)
-    'In Lipezk [1].'
+    >>> _with_marker("In Lipezk.", 1), _with_marker("Vier Jahre", 1, 2)
+    ('In Lipezk [1].', 'Vier Jahre [1][2]')
     """
+    marks = "".join(f"[{n}]" for n in numbers)
     match = re.search(r"[.!?…]+[“”\"')»]*$", claim)
     if match:
-        return f"{claim[: match.start()].rstrip()} [{n}]{claim[match.start():]}"
-    return f"{claim} [{n}]"
+        return f"{claim[: match.start()].rstrip()} {marks}{claim[match.start():]}"
+    return f"{claim} {marks}"

@@ -166,7 +166,7 @@ def _stream_answer(chain: Any, question: str, history: list[tuple[str, str]]) ->
         if kind == "token":
             print(value[len(shown):], end="", flush=True)
             shown = value
-        else:
+        elif kind == "answer":
             answer = value
     if shown:
         print("\r\033[K" if sys.stdout.isatty() else "\n--- verified ---")

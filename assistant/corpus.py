@@ -19,7 +19,7 @@ from . import AssistantError
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 
 # Lines that are web-page debris rather than content.
-_DEBRIS = {"bearbeiten", "quelltext bearbeiten", "edit", "[edit]"}
+DEBRIS = {"bearbeiten", "quelltext bearbeiten", "edit", "[edit]"}
 # Headings that introduce the reference list.
 _REFERENCE_HEADINGS = {"einzelnachweise", "anmerkungen", "references", "notes", "quellen", "fußnoten"}
 _FOOTNOTE = re.compile(r"\[(\d{1,3})\]")
@@ -169,7 +169,7 @@ def parse_text(text: str, doc_id: str, meta: dict[str, str] | None = None) -> Do
     in_references = False
     body_blocks = blocks[1:] if _same(blocks[0][1], title) else blocks
     for start, block in body_blocks:
-        lines = [ln for ln in block.split("\n") if ln.strip().lower() not in _DEBRIS]
+        lines = [ln for ln in block.split("\n") if ln.strip().lower() not in DEBRIS]
         if not lines:
             continue
         if in_references:

@@ -60,7 +60,9 @@ def run_eval(
     retriever = HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
     summary: dict[str, Any] = {"qa": str(qa), "split": split, "items": len(items), "settings": {
         "k": settings.k, "chunk_sentences": settings.chunk_sentences, "embedding_model": settings.embedding_model,
-        "min_relevance": settings.min_relevance, "min_lexical": settings.min_lexical}}
+        "min_relevance": settings.min_relevance, "min_lexical": settings.min_lexical,
+        "second_fact_margin": settings.second_fact_margin, "min_coverage_over_model": settings.min_coverage_over_model,
+        "min_nearby": settings.min_nearby}}
     from .baseline import bm25_retrieval, textbook_retrieval
 
     systems = [ours(retriever), bm25_retrieval(retriever.chunks)]
@@ -82,13 +84,35 @@ def run_eval(
                 "all": answer_metrics(records),
                 "by_kind": by_group(records, "kind", answer_metrics),
                 "by_lang": by_group(records, "lang", answer_metrics),
+                "by_added": by_group(records, "added", answer_metrics),
             }
+        summary["model_adds"] = model_adds(out, backends)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     from .report import write_report
 
     write_report(summary, out)
     _print_summary(summary)
     return 0
+
+
+def model_adds(out: Path, backends: list[str]) -> dict[str, Any]:
+    """Per model backend against ``extractive`` (same run): ids it gets right that quoting does not
+    ("adds") and the reverse ("loses")."""
+    if "extractive" not in backends or len(backends) < 2:
+        return {}
+    from .report import results_of
+
+    quoted = {r["id"]: r["correct"] for r in results_of(out, "extractive", True)}
+    found = {}
+    for backend in backends:
+        if backend == "extractive" or backend.startswith("baseline:"):
+            continue
+        mine = {r["id"]: r["correct"] for r in results_of(out, backend, True)}
+        found[backend] = {
+            "adds": sorted(i for i, ok in mine.items() if ok and not quoted.get(i, True)),
+            "loses": sorted(i for i, ok in mine.items() if not ok and quoted.get(i, False)),
+        }
+    return found
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -119,7 +143,8 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
                 result = {"answer": "", "refused": False, "footnotes": [], "citations": [], "ttft_s": 0.0,
                           "total_s": 0.0, "backend": backend, "error": str(exc), "retrieved": []}
             record = {"id": item["id"], "question": item["question"], "kind": item["kind"], "lang": item["lang"],
-                      "answerable": item["answerable"], "split": item["split"], "reference": item["answer"]}
+                      "answerable": item["answerable"], "split": item["split"], "added": item["added"],
+                      "reference": item["answer"]}
             record |= result
             record |= score_answer(item, result)
             append_jsonl(path, [record])

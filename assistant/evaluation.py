@@ -43,6 +43,7 @@ def load_qa(path: Path, split: str = "all") -> list[dict[str, Any]]:
             raise EvalError(f"{path}:{n}: kind {item['kind']!r} is not one of {sorted(KINDS)}")
         item.setdefault("history", [])
         item.setdefault("split", "test")
+        item.setdefault("added", "original")
         items.append(item)
     ids = [i["id"] for i in items]
     if len(set(ids)) != len(ids):
@@ -134,7 +135,7 @@ def run_retrieval(
 def by_group(records: list[dict[str, Any]], key: str, metric: Callable[[list[dict]], dict]) -> dict[str, Any]:
     groups: dict[str, list[dict]] = {}
     for r in records:
-        groups.setdefault(str(r[key]), []).append(r)
+        groups.setdefault(str(r.get(key)), []).append(r)
     return {g: metric(rs) for g, rs in sorted(groups.items())}
 
 
@@ -174,7 +175,10 @@ def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]
     for footnote in result.get("footnotes", []):
         hay = footnote["passage"] + " " + " ".join(footnote["references"].values())
         cited_ok.append(any(covers([e], [hay]) for e in item["evidence"]))
-    return {"correct": correct, "facts": facts, "cited_ok": cited_ok}
+    from .citations import claims
+
+    sentences = len([c for c, _ in claims(answer) if re.search(r"\w{2}", c)])
+    return {"correct": correct, "facts": facts, "cited_ok": cited_ok, "sentences": sentences}
 
 
 def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Callable[[str, list[str]], bool]) -> dict[str, list[bool]]:
@@ -230,6 +234,8 @@ def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         "overall_accuracy": _ratio(sum(r["correct"] for r in records), len(records)),
         "refusal_accuracy": _ratio(sum(r["refused"] for r in unanswerable), len(unanswerable)),
         "false_refusal_rate": _ratio(sum(r["refused"] for r in answerable), len(answerable)),
+        "answered_wrong": _ratio(sum(not r["refused"] and not r["correct"] for r in records), len(records)),
+        "answer_sentences_p50": pct([r["sentences"] for r in answered if "sentences" in r], 0.5),
         "answer_similarity": _ratio(sum(r.get("similarity", 0.0) for r in answerable), len(answerable)),
         "citation_precision": _ratio(sum(citations), len(citations)),
         "citation_recall": _ratio(sum(any(r["cited_ok"]) for r in answered), len(answered)),

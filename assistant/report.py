@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-ANSWER_KEYS = ["accuracy", "answer_similarity", "refusal_accuracy", "false_refusal_rate", "citation_precision", "citation_recall",
+ANSWER_KEYS = ["accuracy", "answer_similarity", "refusal_accuracy", "false_refusal_rate", "answered_wrong",
+               "citation_precision", "citation_recall",
                "alce_citation_precision", "alce_citation_recall",
-               "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean"]
+               "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean", "answer_sentences_p50"]
 HIGHER_IS_BETTER = {"accuracy", "answer_similarity", "refusal_accuracy", "citation_precision", "citation_recall",
                     "alce_citation_precision", "alce_citation_recall"}
 
 
-def _results(out: Path, backend: str, several: bool) -> list[dict[str, Any]]:
+def results_of(out: Path, backend: str, several: bool) -> list[dict[str, Any]]:
     from .eval_run import _folder_name
     from .evaluation import read_jsonl
 
@@ -48,7 +49,7 @@ def _plots(summary: dict[str, Any], out: Path) -> list[str]:
 
     several = len(backends) > 1
     fig, ax = plt.subplots(figsize=(10, 4))
-    data = [[r["total_s"] for r in _results(out, b, several) if not r.get("error")] or [0] for b in backends]
+    data = [[r["total_s"] for r in results_of(out, b, several) if not r.get("error")] or [0] for b in backends]
     ax.boxplot(data, tick_labels=list(backends), showfliers=True)
     ax.set_yscale("log")
     ax.set_ylabel("seconds per answer (log)")
@@ -90,12 +91,18 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
         lines.append("\n## Answers\n\n| backend | " + " | ".join(ANSWER_KEYS) + " |\n|---|" + "---|" * len(ANSWER_KEYS))
         for backend, m in backends.items():
             lines.append(f"| {backend} | " + " | ".join(str(m["all"].get(k)) for k in ANSWER_KEYS) + " |")
-        for group in ("by_lang", "by_kind"):
-            lines.append(f"\n### Accuracy {group.replace('_', ' ')}\n")
-            keys = sorted({k for m in backends.values() for k in m[group]})
+        for group, metric in (("by_lang", "overall_accuracy"), ("by_added", "overall_accuracy"),
+                              ("by_kind", "overall_accuracy"), ("by_kind", "answered_wrong"),
+                              ("by_kind", "answer_sentences_p50")):
+            lines.append(f"\n### {metric.replace('_', ' ')} {group.replace('_', ' ')}\n")
+            keys = sorted({k for m in backends.values() for k in m.get(group, {})})
             lines.append("| backend | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
             for backend, m in backends.items():
-                lines.append(f"| {backend} | " + " | ".join(str(m[group].get(k, {}).get("overall_accuracy")) for k in keys) + " |")
+                lines.append(f"| {backend} | " + " | ".join(str(m.get(group, {}).get(k, {}).get(metric)) for k in keys) + " |")
+        for backend, diff in (summary.get("model_adds") or {}).items():
+            lines.append(f"\n### {backend} against extractive\n")
+            lines.append(f"- model adds ({len(diff['adds'])}): {', '.join(diff['adds']) or '–'}")
+            lines.append(f"- model loses ({len(diff['loses'])}): {', '.join(diff['loses']) or '–'}")
         ratios = _ratio_lines(backends)
         if ratios:
             lines.append("\n## Against the baselines (ratio ours / baseline)\n")

@@ -194,16 +194,29 @@ class QueryError(AssistantError, ValueError):
     """The question cannot be used as given."""
 
 
+def clean_question(text: str) -> str:
+    """The one input cleaner of every entry point (UI, CLI, eval, API): Unicode NFC, control and
+    format characters (zero-width, bidi overrides) removed, an invisible separator between two
+    words kept as a space, whitespace collapsed.
+
+    >>> clean_question("  Wer?\\u200b\\x00 "), clean_question("\\u202eWo\\u200bwurden\\u202c Piloten?")
+    ('Wer?', 'Wo wurden Piloten?')
+    """
+    text = unicodedata.normalize("NFC", text or "")
+    text = re.sub(r"(?<=\w)[\u200b\u2060\ufeff](?=\w)", " ", text)
+    cleaned = "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
+    )
+    return re.sub(r"\s+", " ", cleaned).strip()
+
+
 def validate_query(text: str, limit: int) -> str:
-    """Strip control and invisible characters; reject empty or oversized questions.
+    """:func:`clean_question`, then reject empty or oversized questions.
 
     >>> validate_query("  Wer?\\u200b\\x00 ", 100)
     'Wer?'
     """
-    cleaned = "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
-    )
-    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    cleaned = clean_question(text)
     if not cleaned:
         raise QueryError("the question is empty; type a question about the article")
     if len(cleaned) > limit:

@@ -49,9 +49,13 @@ class Settings(BaseSettings):
     fetch_k: int = Field(20, ge=1, le=500, description="candidates per ranker before fusion")
     min_relevance: float = Field(0.35, description="refuse when the best dense score is below this...")
     min_lexical: float = Field(4.0, description="...and the best BM25 score is below this")
-    override_refusal: float = Field(
-        0.70, description="quote the best sentence when the model refuses or says nothing supported, if it scores this high; else refuse"
+    second_fact_margin: float = Field(
+        0.15, description="a second evidence sentence that covers more of the question may score this far below the best"
     )
+    min_coverage_over_model: float = Field(
+        0.75, description="when the model says the text does not answer, quote anyway if the evidence holds this share of the question's words"
+    )
+    min_nearby: float = Field(0.45, description="a refusal shows the nearest sentences when they score at least this")
     backend: str = Field("local", description="provider/model, e.g. local, extractive, openai/gpt-4o-mini")
     fallback: str | None = Field("extractive", description="backend used when the chosen one fails")
     openai_base_url: str | None = None

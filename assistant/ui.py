@@ -18,7 +18,8 @@ import gradio as gr
 from . import AssistantError, models
 from .backends import split_backend
 from .chain import AnswerChain, build_chain
-from .retrieval import HybridRetriever
+from .corpus import DEBRIS
+from .retrieval import HybridRetriever, clean_question
 from .settings import Settings
 from .store import Store
 
@@ -30,8 +31,11 @@ EXAMPLES = [
     "Wie viele Panzer wurden in Kama insgesamt gebaut?",
 ]
 ALL_DOCUMENTS = "Alle Dokumente"
+PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
+DRAFT = "Entwurf, noch ungeprüft:"
 _SUP = re.compile(r"\[(\d{1,3})\]")
 _TAGS = re.compile(r"<[^>]+>")
+_REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
 
 
 class ChatService:
@@ -120,6 +124,68 @@ def _reachable(url: str) -> bool:
         return False
 
 
+class PendingQuestions:
+    """Questions a browser session typed while its previous answer was running.
+
+    One worker per session answers them in order; a question typed meanwhile waits in line and is
+    shown as waiting, never dropped. Claiming the worker role and finding the line empty happen
+    under one lock, so a question cannot slip in between and be stranded.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lines: dict[str, list[str]] = {}
+        self._busy: set[str] = set()
+
+    def add(self, session: str, question: str) -> None:
+        with self._lock:
+            self._lines.setdefault(session, []).append(question)
+
+    def claim(self, session: str) -> bool:
+        """Become the session's worker; False when one is already answering."""
+        with self._lock:
+            if session in self._busy:
+                return False
+            self._busy.add(session)
+            return True
+
+    def next(self, session: str) -> str | None:
+        """The next question, or None, which also gives up the worker role."""
+        with self._lock:
+            line = self._lines.get(session) or []
+            if line:
+                return line.pop(0)
+            self._busy.discard(session)
+            self._lines.pop(session, None)
+            return None
+
+    def release(self, session: str) -> None:
+        with self._lock:
+            self._busy.discard(session)
+
+    def drop(self, session: str) -> None:
+        """Forget the questions waiting in the session's line (the person pressed Stopp)."""
+        with self._lock:
+            self._lines.pop(session, None)
+
+    def waiting(self, session: str) -> list[str]:
+        with self._lock:
+            return list(self._lines.get(session) or [])
+
+
+def waiting_note(questions: list[str]) -> str:
+    """The line under the chat that shows questions waiting for their turn.
+
+    >>> waiting_note(["Wer?", "Wann?"])
+    'Wartet (2): „Wer?“ · „Wann?“'
+    >>> waiting_note([])
+    ''
+    """
+    if not questions:
+        return ""
+    return f"Wartet ({len(questions)}): " + " · ".join(f"„{q[:80]}“" for q in questions)
+
+
 # -- rendering --------------------------------------------------------------------------------------
 def render_answer(text: str) -> str:
     """Markers as superscripts.
@@ -161,15 +227,31 @@ def footnote_title(answer: dict[str, Any]) -> str:
 
 
 def article_html(title: str, source: str, highlight: tuple[int, int] | None = None) -> str:
-    """The document as HTML, with the highlighted span marked (``id="hl"`` for scrolling)."""
+    """The document as HTML, with the highlighted span marked (``id="hl"`` for scrolling).
+
+    Edit-link debris ("Bearbeiten") is dropped, the reference list becomes a numbered list, and
+    each ``[n]`` marker in the text links to its entry.
+
+    >>> html_ = article_html("T", "Satz.[1]\\n\\nEinzelnachweise\\n\\nBearbeiten\\n  1. Buch, S. 3.")
+    >>> 'href="#ref-1"' in html_, '<li id="ref-1" value="1">Buch, S. 3.</li>' in html_, "Bearbeiten" in html_
+    (True, True, False)
+    """
     if highlight:
         a, b = highlight
         body = (html.escape(source[:a]) + '<mark id="hl">' + html.escape(source[a:b]) + "</mark>" + html.escape(source[b:]))
     else:
         body = html.escape(source)
-    paragraphs = [p.strip().replace("\n", "<br>") for p in re.split(r"\n\s*\n", body) if p.strip()]
-    inner = "".join(f"<p>{p}</p>" for p in paragraphs)
-    return f'<div class="article" id="article"><h3>{html.escape(title)}</h3>{inner}</div>'
+    blocks = []
+    for paragraph in re.split(r"\n\s*\n", body):
+        lines = [line for line in paragraph.split("\n") if line.strip() and line.strip().lower() not in DEBRIS]
+        references = [_REFERENCE.match(line) for line in lines]
+        if lines and all(references):
+            items = "".join(f'<li id="ref-{m[1]}" value="{m[1]}">{m[2]}</li>' for m in references if m)
+            blocks.append(f'<ol class="references">{items}</ol>')
+        elif lines:
+            text = "<br>".join(line.strip() for line in lines)
+            blocks.append("<p>" + _SUP.sub(r'<a class="ref" href="#ref-\1">[\1]</a>', text) + "</p>")
+    return f'<div class="article" id="article"><h3>{html.escape(title)}</h3>{"".join(blocks)}</div>'
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -212,7 +294,7 @@ class ChatHandlers:
         messages = list(messages or [])
         answers = list(answers or [])
         history = self.history_pairs(messages)
-        text = "".join(ch for ch in (message or "") if ch.isprintable() or ch in "\n\t").strip()
+        text = clean_question(message or "")
         limit = self.service.settings.max_question_chars
         notice = ""
         if len(text) > limit:
@@ -228,9 +310,15 @@ class ChatHandlers:
         yield list(messages), list(answers)
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
+            evidence = ""
             for kind, value in chain.stream(text, history, int(k) if k else None, doc or None):
-                if kind == "token":
-                    messages[-1] = {"role": "assistant", "content": html.escape(_SUP.sub("", value)) + " ▌"}
+                if kind == "evidence":  # sources first, clearly marked as what the answer will rest on
+                    evidence = f"{render_answer(value)}<br><small>{PENDING}</small>"
+                    messages[-1] = {"role": "assistant", "content": evidence}
+                    yield list(messages), list(answers)
+                elif kind == "token":  # the model's draft, visibly unchecked until verified
+                    draft = f"<small><i>{DRAFT} {html.escape(_SUP.sub('', value))} ▌</i></small>"
+                    messages[-1] = {"role": "assistant", "content": f"{evidence}<br>{draft}" if evidence else draft}
                     yield list(messages), list(answers)
                 else:
                     result = value.to_dict()
@@ -306,6 +394,7 @@ def build_app(service: ChatService) -> gr.Blocks:
     """The chat page. Takes the service (chains per backend); does not launch it."""
     handlers = ChatHandlers(service)
     settings = service.settings
+    pending = PendingQuestions()
     with gr.Blocks(title="Artikel-Assistent") as app:
         gr.Markdown("## Geheime Zusammenarbeit zwischen Roter Armee und Reichswehr — Fragen an den Artikel")
         status = gr.Markdown(service.status(), elem_id="status")
@@ -314,10 +403,11 @@ def build_app(service: ChatService) -> gr.Blocks:
             with gr.Column(scale=3):
                 document = gr.Dropdown(choices=[(ALL_DOCUMENTS, "")], value="", label="Nur in diesem Dokument suchen", visible=False, elem_id="document")
                 chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
+                waiting = gr.Markdown("", elem_id="waiting")
                 textbox = gr.Textbox(placeholder="Frage auf Deutsch oder Englisch …", show_label=False, elem_id="question", submit_btn=True, stop_btn=False)
                 with gr.Row():
                     retry = gr.Button("Nochmal fragen", size="sm")
-                    stop = gr.Button("Stopp", size="sm", variant="stop")
+                    stop = gr.Button("Stopp", size="sm", variant="stop", interactive=False, elem_id="stop")
                     clear = gr.Button("Neues Gespräch", size="sm")
                 gr.Examples(EXAMPLES, inputs=textbox, label="Beispiele")
                 footnote = gr.Radio(choices=[], label="Fußnote anzeigen (markiert sie im Artikel)", elem_id="footnotes")
@@ -334,7 +424,32 @@ def build_app(service: ChatService) -> gr.Blocks:
             for new_messages, new_answers in handlers.respond(message, messages, backend_value, k_value, rewritten, answers_value, document_value):
                 yield new_messages, new_answers, ""
         inputs = [textbox, chatbot, backend, k, show_rewritten, document, answers]
-        ask = textbox.submit(submit, inputs, [chatbot, answers, textbox], concurrency_limit=settings.concurrency, api_name="ask")
+        # One question in, one answer out: the API endpoint (gradio_client, load test).
+        api = gr.Button(visible=False)
+        api.click(submit, inputs, [chatbot, answers, textbox], concurrency_limit=settings.concurrency, api_name="ask")
+
+        # The page: Enter puts the question in the session's line at once; one worker per session
+        # answers the line in order, so a question typed during an answer waits instead of vanishing.
+        def enqueue(message, request: gr.Request):
+            pending.add(request.session_hash, message)
+            return "", waiting_note(pending.waiting(request.session_hash))
+
+        def drain(messages, backend_value, k_value, rewritten, document_value, answers_value, request: gr.Request):
+            session = request.session_hash
+            if not pending.claim(session):  # the running worker will get to it
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return
+            try:
+                while (question := pending.next(session)) is not None:
+                    yield gr.skip(), gr.skip(), waiting_note(pending.waiting(session)), gr.Button(interactive=True)
+                    for messages, answers_value, _ in submit(question, messages, backend_value, k_value, rewritten, document_value, answers_value):
+                        yield messages, answers_value, waiting_note(pending.waiting(session)), gr.skip()
+            finally:
+                pending.release(session)
+            yield gr.skip(), gr.skip(), "", gr.Button(interactive=False)
+
+        ask = textbox.submit(enqueue, [textbox], [textbox, waiting], queue=False).then(
+            drain, inputs[1:], [chatbot, answers, waiting, stop], concurrency_limit=settings.concurrency)
         ask.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
 
         def retry_last(messages, backend_value, k_value, rewritten, document_value, answers_value):
@@ -345,9 +460,14 @@ def build_app(service: ChatService) -> gr.Blocks:
             last_user = pairs[-1][0]
             cut = max(i for i, m in enumerate(messages) if m["role"] == "user")
             yield from submit(last_user, messages[:cut], backend_value, k_value, rewritten, document_value, answers_value)
-        again = retry.click(retry_last, inputs[1:], [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
-        again.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote)
-        stop.click(None, None, None, cancels=[ask, again])
+        again = retry.click(lambda: gr.Button(interactive=True), None, stop, queue=False).then(
+            retry_last, inputs[1:], [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
+        again.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote).then(
+            lambda: gr.Button(interactive=False), None, stop)
+        def stop_all(request: gr.Request):
+            pending.drop(request.session_hash)
+            return gr.Button(interactive=False), ""
+        stop.click(stop_all, None, [stop, waiting], cancels=[ask, again], queue=False)
         clear.click(lambda: ([], [], gr.Radio(choices=[], value=None), ""), None, [chatbot, answers, footnote, passage])
         footnote.change(handlers.show_footnote, [footnote, answers], [passage, article]).then(None, None, None, js=SCROLL_JS)
 

@@ -34,9 +34,13 @@ def ask(page, question: str, count: int, timeout_ms: int):
     box.fill(question)
     box.press("Enter")
     bot = page.locator("#chat .bot, #chat [data-testid='bot']")
-    page.wait_for_function(
-        "n => document.querySelectorAll('#chat sup').length >= n", arg=count, timeout=timeout_ms)
+    page.wait_for_function(SETTLED, arg=count, timeout=timeout_ms)
     return bot
+
+
+# n cited answers shown, none of them still a draft or evidence waiting for its answer
+SETTLED = """n => { const t = document.querySelector('#chat').innerText;
+  return document.querySelectorAll('#chat sup').length >= n && !t.includes('▌') && !t.includes('wird formuliert'); }"""
 
 
 def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms: int) -> Path:
@@ -65,6 +69,25 @@ def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms
             # a follow-up uses the history
             ask(page, "Und wie viele wurden dort ausgebildet?", 2, answer_timeout_ms)
             assert "hundert" in chat.inner_text().split("Und wie viele wurden dort ausgebildet?")[-1]
+            # the Stopp button is active only while an answer runs
+            assert page.locator("#stop").is_disabled()
+            # two questions typed one second apart: both stay in the chat and both are answered, in order
+            box = page.locator("#question textarea")
+            box.fill("Welche Zeitung enthüllte 1926 die Zusammenarbeit?")
+            box.press("Enter")
+            page.wait_for_timeout(1000)
+            box.fill("Wer war der Staatssekretär von Gustav Stresemann?")
+            box.press("Enter")
+            page.wait_for_function(
+                """() => { const t = document.querySelector('#chat').innerText;
+                  const last = t.split('Wer war der Staatssekretär von Gustav Stresemann?');
+                  return last.length > 1 && last[last.length - 1].includes('Schubert') && !t.includes('▌')
+                    && !t.includes('wird formuliert'); }""", timeout=2 * answer_timeout_ms)
+            text = chat.inner_text()
+            assert text.index("Welche Zeitung enthüllte") < text.index("Guardian") < text.index("Wer war der Staatssekretär")
+            # the article panel lists the Einzelnachweise, without the page's edit links
+            assert page.locator("#article-panel ol.references li").count() == 9
+            assert "Bearbeiten" not in page.locator("#article-panel").inner_text()
             shot = tmp_path / f"chat-{backend.replace('/', '_')}.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()

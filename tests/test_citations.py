@@ -1,5 +1,6 @@
 from assistant.chunking import Chunk, Span
-from assistant.citations import Support, cite, lexical_support, parse_markers
+from assistant.citations import Support, cite, lexical_support, parse_markers, render, verify
+from assistant.retrieval import tokenize
 
 
 def chunk(cid: str, *sentences: str) -> Chunk:
@@ -57,11 +58,34 @@ def test_embedding_support_accepts_a_translation():
     assert text == "The pilots were trained in Lipetsk [1]." and notes[0].chunk_id == A.id
 
 
-def test_bare_verdict_is_kept_before_a_supported_sentence_only():
+def test_bare_verdicts_are_left_to_the_chain():
+    # The chain decides a verdict from the evidence's polarity; verification drops the model's.
     text, _ = cite("Nein. Die Piloten wurden in Lipezk ausgebildet [1].", {1: A}, [A], LEX)
-    assert text == "Nein. Die Piloten wurden in Lipezk ausgebildet [1]."
+    assert text == "Die Piloten wurden in Lipezk ausgebildet [1]."
     text, notes = cite("Ja. Sie flogen nach Moskau.", {1: A}, [A], LEX)
     assert text == "" and notes == []
+
+
+def test_a_computed_difference_of_two_years_is_supported():
+    a = chunk("d:p1:s0", "Der Vertrag von Rapallo wurde 1922 geschlossen.")
+    b = chunk("d:p2:s0", "Der Berliner Vertrag folgte 1926.")
+    text, notes = verify_and_render("Zwischen den Verträgen lagen 4 Jahre.", [a, b])
+    assert text == "Zwischen den Verträgen lagen 4 Jahre [1][2]." and len(notes) == 2
+    text, _ = verify_and_render("Zwischen den Verträgen lagen 5 Jahre.", [a, b])
+    assert text == ""
+
+
+def verify_and_render(draft, chunks):
+    evidence = [(c, s) for c in chunks for s in c.spans]
+    given = frozenset(tokenize("Wie viele Jahre lagen zwischen den Verträgen?"))
+    return render(verify(draft, dict(enumerate(chunks, 1)), chunks, LEX, evidence=evidence, given=given))
+
+
+def test_a_name_from_another_clause_is_not_supported():
+    c = chunk("d:p5:s1", "Der Autor Walter Kreiser musste daraufhin nach Frankreich fliehen, der verantwortliche "
+                         "Chefredakteur Carl von Ossietzky wurde im Prozess zu einer Haftstrafe verurteilt.")
+    assert cite("Carl von Ossietzky wurde zu einer Haftstrafe verurteilt.", {1: c}, [c], LEX)[0]
+    assert cite("Walter Kreiser wurde zu einer Haftstrafe verurteilt.", {1: c}, [c], LEX)[0] == ""
 
 
 def test_a_claim_that_drops_the_negation_is_not_supported():

@@ -1,0 +1,384 @@
+"""Evidence first: which sentences answer a question, and whether the text answers it at all.
+
+The answer path chooses its evidence before any model runs, so the extractive answer and the
+model's answer stand on the same sentences. Everything here is pure and language-general
+(German and English grammar, no knowledge of any one document):
+
+- :func:`analyse` reads what a question asks for (a yes/no verdict, a number, a date).
+- :func:`select_evidence` takes the best sentence and the neighbours it leans on ("Deswegen …"
+  needs the sentence before it, "Außerdem …" continues a list), plus a second sentence when the
+  question names something the first does not (two-fact questions).
+- :class:`Vocabulary` knows every word of the corpus, so a question about a thing the text never
+  names ("Kommandant", "Reichsmark") can be told apart from one that uses the text's words.
+- :func:`verdict` derives Ja/Nein from the polarity of the evidence, with negation carried by
+  particles ("nicht", "keine") and by verbs of refusal ("lehnten … ab", "verboten").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .chunking import Chunk, Span
+from .retrieval import normalise, tokenize
+
+_W_WORDS = set(
+    """wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher welches
+    welchen welchem womit wodurch wofür worüber wozu woran worauf wovon inwiefern who whom whose
+    what when where why how which wieviel wieviele""".split()
+)
+_W_TOKENS = frozenset(normalise(w) for w in _W_WORDS)
+_OPENERS = set(
+    """in im an am auf aus bei mit nach von vom vor zu zum zur unter über durch für gegen ohne um
+    seit zwischen bis ab nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste
+    on at from by with for to under since during between name list explain describe tell give""".split()
+)
+# Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
+_ABOUT_THE_TEXT = set(
+    """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
+    beleg belege quelle quellen frage antwort statement claim source passage sentence""".split()
+)
+# Words after a question word that end the answer-type phrase ("Wer *war* der …", "Wie *viele* …").
+_VERBISH = set(
+    """war waren ist sind wurde wurden hat hatte hatten haben wird werden kam kamen gab machte machten
+    viele viel hoch alt lange oft was were is are did does do has had""".split()
+)
+_CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
+_EXPECTS_NUMBER = re.compile(
+    r"\b(?:wie\s*viele?|wie\s+hoch|wie\s+alt|wie\s+groß|wie\s+oft|wie\s+lange?|wie\s+teuer"
+    r"|how\s+(?:many|much|old|long|often|large|big))\b",
+    re.IGNORECASE,
+)
+_EXPECTS_DATE = re.compile(r"\b(?:wann|welche[ms]?\s+jahr|when|(?:what|which)\s+(?:year|date))\b", re.IGNORECASE)
+_NUMBER_WORDS = re.compile(
+    r"\d|\b(?:zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zig|hundert\w*|tausend\w*|"
+    r"million\w*|milliard\w*|dutzend\w*|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+ty|"
+    r"hundreds?|thousands?|millions?|billions?|dozens?)\b",
+    re.IGNORECASE,
+)
+_DATE = re.compile(
+    r"\b(?:1[0-9]{3}|20[0-9]{2})\b|\b(?:januar|februar|märz|april|mai|juni|juli|august|september|oktober"
+    r"|november|dezember|january|february|march|may|june|july|october|december)\b",
+    re.IGNORECASE,
+)
+# Negation carried by particles and pronouns, or by verbs and nouns of refusal and prohibition.
+NEGATION = re.compile(
+    r"\b(?:nicht|kein\w*|nie|niemals|weder|nichts|not|no|never|neither|nor|none|nothing)\b|n't\b"
+    r"|\b(?:lehnt\w*|abgelehnt\w*|ablehn\w*|verbot\w*|verbiet\w*|verweiger\w*|untersag\w*|scheitert\w*|gescheitert"
+    r"|refus\w*|reject\w*|forb[ia]d\w*|prohibit\w*|banned|denied|declined)\b",
+    re.IGNORECASE,
+)
+# A sentence that cannot stand alone: it starts with a causal or contrastive connective or a pronoun.
+_LEANS_BACK = re.compile(
+    r"^(?i:deswegen|deshalb|daher|darum|dadurch|somit|folglich|stattdessen|trotzdem|dennoch|dabei|daraufhin"
+    r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|instead|however|he|she|it|they"
+    r"|his|her|their|both)\b"
+    r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
+)
+# Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …").
+_REFERS_BACK = re.compile(r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|there|therein)\b", re.IGNORECASE)
+# A sentence that continues the one before it (a list, an addition).
+_CONTINUES = re.compile(
+    r"^(?:außerdem|zudem|ferner|darüber hinaus|weiterhin|ebenso|auch|moreover|furthermore|in addition|additionally|also)\b",
+    re.IGNORECASE,
+)
+MAX_EVIDENCE = 3
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a question asks for."""
+
+    text: str
+    tokens: frozenset[str]
+    yes_no: bool
+    number: bool
+    date: bool
+    negated: bool
+
+
+def analyse(question: str) -> Asked:
+    """Read a question's form: yes/no, a number or a date expected, negated or not.
+
+    >>> a = analyse("Enthielt der Berliner Vertrag Bestimmungen zur Zusammenarbeit?")
+    >>> a.yes_no, a.number, a.date
+    (True, False, False)
+    >>> b = analyse("Und wie viele Piloten wurden ausgebildet?")
+    >>> b.yes_no, b.number
+    (False, True)
+    >>> analyse("When was the treaty signed?").date, analyse("Nenne die Orte.").yes_no
+    (True, False)
+    """
+    words = re.findall(r"[\wÄÖÜäöüß]+", question.lower())
+    while words and words[0] in _CONJUNCTIONS:
+        words = words[1:]
+    first = words[0] if words else ""
+    yes_no = bool(first) and question.rstrip().endswith("?") and first not in _W_WORDS and first not in _OPENERS
+    # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
+    w_words = "|".join(sorted(_W_WORDS, key=len, reverse=True))
+    first_w = re.search(rf"\b(?:{w_words})\b", question, re.IGNORECASE)
+    # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
+    two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{w_words})\b", question, re.IGNORECASE)
+    two_part = two_part if two_part and first_w and two_part.start() > first_w.start() else None
+    asked_part = question[first_w.start():] if first_w and not two_part else ""
+    return Asked(
+        text=question,
+        tokens=frozenset(tokenize(question)) - _W_TOKENS,
+        yes_no=yes_no,
+        number=bool(_EXPECTS_NUMBER.match(asked_part)),
+        date=bool(_EXPECTS_DATE.match(asked_part)),
+        negated=bool(NEGATION.search(question)),
+    )
+
+
+# Words that point back into a conversation: a question holding one needs its history.
+_ANAPHORA = re.compile(
+    r"\b(?:er|sie|es|ihm|ihn|ihr|ihre\w*|sein|seine\w*|dort|dorthin|damals|dabei|darin|davon|dazu|daran|darauf"
+    r"|darüber|dafür|dagegen|danach|dessen|deren|diese\w*|jene\w*|dieselbe\w*|derselbe|he|she|it|they|him|her"
+    r"|them|his|their|its|there|then|that|this|these|those)\b",
+    re.IGNORECASE,
+)
+
+
+def stands_alone(question: str) -> bool:
+    """A question that names what it asks about: no pronoun or "dort" to resolve, not a fragment
+    ("Und wie viele?"), so a follow-up needs no rewrite by the model.
+
+    >>> stands_alone("Wer war der Staatssekretär von Gustav Stresemann?"), stands_alone("Und warum hatte er Bedenken?")
+    (True, False)
+    >>> stands_alone("Und wie viele?"), stands_alone("Where were the German pilots trained?")
+    (False, True)
+    """
+    words = re.findall(r"[\wÄÖÜäöüß]+", question)
+    if not words or words[0].lower() in _CONJUNCTIONS or _ANAPHORA.search(question):
+        return False
+    return len(set(tokenize(question)) - _W_TOKENS) >= 2
+
+
+def negated(text: str) -> bool:
+    """Whether a sentence denies something, by a particle or by a verb of refusal.
+
+    >>> negated("Ein Bündnis lehnten die Deutschen ab."), negated("Der Besitz war verboten.")
+    (True, True)
+    >>> negated("Sie wollten ihre Industrie aufbauen.")
+    False
+    """
+    return bool(NEGATION.search(text))
+
+
+def verdict(asked: Asked, best: str) -> str | None:
+    """``"ja"``/``"nein"`` for a yes/no question from the polarity of its best evidence sentence.
+
+    Only a denial is conclusive: without one the text may answer in other words (an antonym), so
+    the result is ``"ja"`` only as a hint for checking a model's verdict.
+
+    >>> verdict(analyse("Enthielt der Vertrag Bestimmungen?"), "Der Vertrag enthielt keine Bestimmungen.")
+    'nein'
+    >>> verdict(analyse("Wurde Schweden erwogen?"), "Zunächst wurde Schweden erwogen.")
+    'ja'
+    """
+    if not asked.yes_no or not best:
+        return None
+    return "nein" if negated(best) != asked.negated else "ja"
+
+
+def has_number(text: str) -> bool:
+    return bool(_NUMBER_WORDS.search(text))
+
+
+def has_date(text: str) -> bool:
+    return bool(_DATE.search(text))
+
+
+def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
+    """The evidence holds the kind of value asked for: a number for "how many", a date for "when".
+
+    >>> fits_type(analyse("Wie viele Panzer wurden gebaut?"), ["Panzer wurden entwickelt."])
+    False
+    >>> fits_type(analyse("Wie viele Piloten?"), ["Mehrere hundert Piloten."])
+    True
+    """
+    joined = " ".join(evidence)
+    if asked.number and not has_number(joined):
+        return False
+    return not (asked.date and not has_date(joined))
+
+
+class Vocabulary:
+    """Every normalised word of a corpus, with prefix and suffix look-ups for compounds and inflection.
+
+    >>> v = Vocabulary(["Die Panzerschule lag in Kama.", "Ossietzky wurde verurteilt."])
+    >>> [v.knows(t) for w in ["Panzerschulen", "Schule", "Ossietzkys", "Kommandant"] for t in tokenize(w)]
+    [True, True, True, False]
+    """
+
+    MIN = 4
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.words = {t for text in texts for t in tokenize(text)}
+        self.prefixes = {w[:i] for w in self.words for i in range(self.MIN, len(w) + 1)}
+        self.suffixes = {w[-i:] for w in self.words for i in range(self.MIN, len(w) + 1)}
+
+    def knows(self, token: str) -> bool:
+        """Whether a normalised token (as :func:`tokenize` gives it) occurs, inflected or in a compound."""
+        if token in self.words or token.isdigit():
+            return True
+        if len(token) < self.MIN:
+            return False
+        if token in self.prefixes or token in self.suffixes:
+            return True
+        # A longer form of a known word (inflection, or a compound made of known words).
+        return any(token[:i] in self.words or token[-i:] in self.words for i in range(self.MIN, len(token)))
+
+
+def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
+    """Nouns and names of a German question that the corpus never uses.
+
+    German capitalises nouns, so a capitalised word that is not the first is a noun or a name.
+    The noun that names the kind of answer ("Welche *Zeitung* …", "In welchem *Land* …") is
+    not a topic: the text gives the answer without using that word.
+
+    >>> v = Vocabulary(["Die Piloten wurden in Lipezk ausgebildet."])
+    >>> unknown_terms("Wer war der Kommandant der Piloten in Lipezk?", v)
+    ['Kommandant']
+    >>> unknown_terms("In welcher Stadt wurden die Piloten ausgebildet?", v)
+    []
+    >>> unknown_terms("In welchem Zeitraum wurden Giftgase in Lipezk getestet?", v)
+    ['Giftgase']
+    """
+    words = re.findall(r"[\wÄÖÜäöüß-]+", question)
+    found = []
+    in_type_phrase = False  # between a question word and its noun or verb
+    for i, word in enumerate(words):
+        low = word.lower()
+        if low in _W_WORDS:
+            in_type_phrase = True
+            continue
+        if in_type_phrase:
+            if word[0].isupper():  # the answer-type noun: skip it
+                in_type_phrase = False
+                continue
+            if low in _VERBISH:
+                in_type_phrase = False
+            continue
+        if i == 0 or not word[0].isupper() or low in _ABOUT_THE_TEXT or not tokenize(word):
+            continue
+        if not _known(word, vocabulary):
+            found.append(word)
+    return found
+
+
+def _known(word: str, vocabulary: Vocabulary) -> bool:
+    return all(vocabulary.knows(part) for part in tokenize(word))
+
+
+def coverage(asked: Asked, evidence: Iterable[str]) -> float:
+    """Share of the question's content words that the evidence contains (prefix match for inflection).
+
+    >>> coverage(analyse("Wo wurden die Piloten ausgebildet?"), ["Piloten wurden in Lipezk ausgebildet."])
+    1.0
+    """
+    if not asked.tokens:
+        return 0.0
+    have = {t for text in evidence for t in tokenize(text)}
+    return sum(1 for t in asked.tokens if _matches(t, have)) / len(asked.tokens)
+
+
+def _matches(token: str, have: set[str]) -> bool:
+    return token in have or any(h[:5] == token[:5] for h in have if len(h) >= 5 and len(token) >= 5)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The chosen sentences, in document order, each with its chunk."""
+
+    items: tuple[tuple[Chunk, Span], ...]
+    score: float
+    best: str = ""
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for _, s in self.items]
+
+
+class Sentences:
+    """All sentences of the corpus in reading order, to find a sentence's neighbours."""
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        ordered = sorted(chunks, key=lambda c: (c.doc_id, c.paragraph, c.sentence))
+        self.order: list[tuple[Chunk, Span]] = [(c, s) for c in ordered for s in c.spans]
+        self.position = {(c.doc_id, s.start): i for i, (c, s) in enumerate(self.order)}
+
+    def neighbour(self, chunk: Chunk, span: Span, step: int) -> tuple[Chunk, Span] | None:
+        i = self.position.get((chunk.doc_id, span.start))
+        if i is None or not 0 <= i + step < len(self.order):
+            return None
+        other = self.order[i + step]
+        same_paragraph = other[0].doc_id == chunk.doc_id and other[0].paragraph == chunk.paragraph
+        return other if same_paragraph else None
+
+
+def select_evidence(
+    asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences, margin: float = 0.15
+) -> Evidence:
+    """The best sentence, the neighbours it leans on, and a second fact the question also names.
+
+    Args:
+        asked: the analysed question.
+        ranked: sentences of the retrieved passages, best first (``rank_sentences``).
+        sentences: the corpus in reading order, for neighbours outside the retrieved passages.
+        margin: how far below the best a second, complementary sentence may score.
+    """
+    if not ranked:
+        return Evidence((), 0.0)
+    best_score, chunk, span = ranked[0]
+    chosen: list[tuple[Chunk, Span]] = [(chunk, span)]
+
+    def add_context(item: tuple[Chunk, Span]) -> None:
+        c, s = item
+        before = sentences.neighbour(c, s, -1)
+        if before and _LEANS_BACK.match(s.text) and before not in chosen:
+            chosen.append(before)
+        after = sentences.neighbour(c, s, 1)
+        if after and (_CONTINUES.match(after[1].text) or s.text.rstrip().endswith(":")) and after not in chosen:
+            chosen.append(after)
+
+    add_context(chosen[0])
+    covered = {t for _, s in chosen for t in tokenize(s.text)}
+    missing = {t for t in asked.tokens if not _matches(t, covered)}
+    # The sentence after the best one that refers back to it and says what the best one lacks
+    # ("Der Berliner Vertrag …" — "Beide Staaten sagten sich darin … zu").
+    after = sentences.neighbour(chunk, span, 1)
+    if after and missing and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
+        gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
+        if gained and after not in chosen:
+            chosen.append(after)
+            missing -= gained
+    for score, c, s in ranked[1:]:
+        if len(chosen) >= MAX_EVIDENCE or score < best_score - margin or not missing:
+            break
+        if (c, s) in chosen:
+            continue
+        gained = {t for t in missing if _matches(t, set(tokenize(s.text)))}
+        if gained:
+            chosen.append((c, s))
+            missing -= gained
+    chosen = chosen[:MAX_EVIDENCE]
+    chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
+    return Evidence(tuple(chosen), best_score, span.text)
+
+
+def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
+    """A sentence adds something beyond the question: not an echo, not only a passage number.
+
+    >>> a = analyse("Wer beendete die Zusammenarbeit?")
+    >>> informative("Die Zusammenarbeit wurde beendet.", a, set())
+    False
+    >>> informative("Deutschland beendete sie.", a, set()), informative("Es war 3.", a, {3})
+    (True, False)
+    """
+    new = [t for t in tokenize(claim) if not _matches(t, set(asked.tokens))]
+    if not new:
+        return False
+    return not all(t.isdigit() and int(t) in shown_numbers for t in new)

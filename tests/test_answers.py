@@ -1,0 +1,119 @@
+"""The answer path: evidence first, the model can only add, refusals show what the text says nearby.
+
+Unit tests use fake models over the article (fake embeddings); the second-document tests run the
+whole chain with the real embedder over a different German document written for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ARTICLE
+from langchain_core.language_models import FakeListChatModel
+
+from assistant.chain import AnswerChain
+from assistant.corpus import read_document
+from assistant.evaluation import has_fact
+from assistant.retrieval import HybridRetriever
+from assistant.store import Store
+
+SECOND = Path(__file__).parent / "data" / "stadtbibliothek-neuheim.txt"
+
+
+def chain_over(path: Path, settings, embeddings, model=None) -> AnswerChain:
+    store = Store(settings, embeddings)
+    store.ingest([read_document(path)], replace=True)
+    return AnswerChain(HybridRetriever(store=store, k=settings.k), settings, model, "fake" if model else "extractive")
+
+
+@pytest.fixture
+def article(settings_factory, fake_embeddings):
+    return chain_over(ARTICLE, settings_factory(min_relevance=-1.0, min_nearby=0.0), fake_embeddings)
+
+
+def ask(chain: AnswerChain, question: str, draft: str | None = None):
+    chain.model = FakeListChatModel(responses=[draft]) if draft is not None else None
+    return chain.invoke(question)
+
+
+def test_an_echo_of_the_question_is_not_an_answer(article):
+    answer = ask(article, "Wer beendete die Zusammenarbeit?", "Die Zusammenarbeit wurde beendet [1].")
+    assert "Deutschland" in answer.answer and "wurde beendet" not in answer.answer and not answer.refused
+
+
+def test_a_passage_number_is_not_a_value(article):
+    answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
+    assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
+
+
+def test_a_verb_of_refusal_makes_the_verdict_no(article):
+    answer = ask(article, "Wollten die Deutschen das Militärbündnis, das Radek vorschlug?",
+                 "Ja, die Deutschen wollten das Militärbündnis [1].")
+    assert answer.answer.startswith("Nein.") and "Ja" not in answer.answer and "lehnten die Deutschen ab" in answer.answer
+
+
+def test_a_reason_brings_the_sentence_it_leans_on(article):
+    answer = ask(article, "Warum bemühte sich das Auswärtige Amt, die Zusammenarbeit gering zu halten?")
+    assert "Locarno" in answer.answer and "Deswegen" in answer.answer
+
+
+def test_a_list_continued_with_ausserdem_is_kept_whole(article):
+    answer = ask(article, "Welche Angebote machten die Sowjets im März 1926?")
+    assert "Rüstungsindustrie" in answer.answer and "Außerdem boten sie" in answer.answer
+
+
+def test_an_unanswerable_look_alike_is_refused_with_what_the_text_says_nearby(article):
+    answer = ask(article, "Wer war der Kommandant der Fliegerschule in Lipezk?", "Hans von Seeckt [2].")
+    assert answer.refused and answer.answer.startswith("Dazu steht im Artikel nichts. Er sagt dazu:")
+    assert "Seeckt" not in answer.answer and "Lipezk" in answer.answer and answer.footnotes
+    count = ask(article, "Wie viele Panzer wurden in Kama gebaut?", "Es wurden 12 Panzer gebaut.")
+    assert count.refused and count.answer.startswith("Eine Zahl dazu steht im Artikel nicht.")
+
+
+@pytest.mark.parametrize(
+    "question,draft",
+    [("Wo wurden die Piloten ausgebildet?", "In Moskau [1]."),
+     ("Welche Zeitung enthüllte 1926 die Zusammenarbeit?", "NICHT IM TEXT"),
+     ("Warum hatten Stresemann und Schubert Bedenken?", "Weil sie den Vertrag ablehnten."),
+     ("Welche Offiziere wurden später Befehlshaber der Panzertruppe?", "Guderian [4]."),
+     ("Was regelte der Vertrag von Rapallo?", "[1]")],
+)
+def test_the_model_can_only_add_to_the_quoted_evidence(article, question, draft):
+    quoted = ask(article, question)
+    answered = ask(article, question, draft)
+    facts = [w for w in quoted.answer.replace("[", " ").split() if len(w) > 6]
+    assert not answered.refused and all(has_fact(answered.answer, w) for w in facts), (quoted.answer, answered.answer)
+
+
+SECOND_DOCUMENT = [
+    ("Wer gründete die Lesehalle?", ["Körner"], False),
+    ("Warum trug ein Förderverein den Betrieb?", ["Kosten"], False),
+    ("Durften Kinder Bücher aus dem Bus mit nach Hause nehmen?", ["Nein"], False),
+    ("Was geschah im Jahr 1908 mit der Bibliothek?", ["übernahm die Stadt", "Zollhaus"], False),
+    ("Wie viele Bücher besaß die Bibliothek im Jahr 1908?", [], True),
+    ("Wer war damals Bürgermeister von Neuheim?", [], True),
+]
+
+
+@pytest.mark.slow
+def test_a_computed_difference_is_kept_and_cites_both_dates(settings_factory, real_embeddings):
+    model = FakeListChatModel(responses=["Die Stadt übernahm die Bibliothek 17 Jahre nach der Gründung."])
+    chain = chain_over(SECOND, settings_factory(), real_embeddings, model)
+    answer = chain.invoke("Wie viele Jahre nach ihrer Gründung übernahm die Stadt die Bibliothek?")
+    assert answer.answer.startswith("Die Stadt übernahm die Bibliothek 17 Jahre nach der Gründung [1][2].")
+    assert {"1891", "1908"} <= {w for f in answer.footnotes for w in f.sentence.replace(".", " ").split()}
+    wrong = chain_over(SECOND, settings_factory(), real_embeddings, FakeListChatModel(responses=["Es waren 20 Jahre."]))
+    assert "20" not in wrong.invoke("Wie viele Jahre nach ihrer Gründung übernahm die Stadt die Bibliothek?").answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question,must,refused", SECOND_DOCUMENT)
+def test_a_second_document_answers_cites_and_refuses(settings_factory, real_embeddings, question, must, refused):
+    chain = chain_over(SECOND, settings_factory(), real_embeddings)
+    answer = chain.invoke(question)
+    assert answer.refused == refused, answer.to_dict()
+    assert all(fact in answer.answer for fact in must), answer.answer
+    if not refused:
+        assert answer.footnotes and all(f.doc_id == "stadtbibliothek-neuheim" for f in answer.footnotes)
+        assert all(f.sentence in SECOND.read_text(encoding="utf-8") for f in answer.footnotes)
