@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup models run test test-fast browser eval bench-retrieval bench-scale screenshot loadtest lint clean
+.PHONY: setup models run test test-fast browser eval bench-retrieval bench-scale bench-chat screenshot loadtest lint clean
 
 setup: $(STAMP) models
 
@@ -49,6 +49,12 @@ eval: setup
 bench-retrieval: setup
 	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --retrieval-only --baseline --out runs/retrieval
+
+# What a person waits for: a 6-turn conversation in headless Chromium against a fresh `assistant serve`.
+bench-chat: setup browser
+	$(BIN)/assistant ingest
+	$(BIN)/python eval/bench_chat.py --out runs/chat
+	cp runs/chat/chat.png docs/chat.png
 
 # Index size 10^2..10^5 chunks: ingest, disk, memory, retrieval latency, recall (~25 min here).
 bench-scale: setup

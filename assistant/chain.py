@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,8 @@ DECLINE = {
 }
 OTHER_LANGUAGE_NOTE = "(Answering in English: I can only answer in German or English.)"
 FALLBACK_NOTE = {
-    "de": "Das Sprachmodell ({backend}) war nicht erreichbar; die Antwort kommt aus dem Text selbst.",
-    "en": "The language model ({backend}) failed; this answer is quoted from the text.",
+    "de": "Das Sprachmodell ({backend}) war nicht erreichbar; die Antwort kommt vom Ersatz-Backend.",
+    "en": "The language model ({backend}) failed; the fallback backend answered.",
 }
 # Requests that are about the assistant, not the article. Checked before any model sees them.
 _INJECTION = re.compile(
@@ -301,7 +301,12 @@ class AnswerChain:
         ]
         best_dense = max((d.metadata["dense_score"] for d in docs), default=0.0)
         best_lexical = max((d.metadata["lexical_score"] for d in docs), default=0.0)
-        if not docs or (best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical):
+        # Off-topic: nothing scores, and the question uses a word the corpus does not know (a short
+        # question made only of the text's own words, "Was war Kama?", always gets an answer).
+        words = tokenize(rewritten)
+        known = bool(words) and all(self._vocabulary().knows(t) for t in words)
+        off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
+        if not docs or off_topic:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
             return
         chunks = [self.retriever.chunk(d.id) for d in docs]
@@ -325,13 +330,14 @@ class AnswerChain:
         try:
             draft = yield from self._generate(rewritten, reply, chunks, evidence, result, start)
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a readable notice
-            note = FALLBACK_NOTE[reply].format(backend=self.backend)
             if self.fallback is None:
                 raise BackendFailure(f"backend {self.backend} failed: {_brief(exc)}") from None
-            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply)
-            result.notice = f"{note} ({_brief(exc)})"
-            result.backend = f"{self.fallback.backend} (fallback)"
-            yield "answer", finish(text, False, footnotes)
+            answer = self.fallback.invoke(rewritten)  # the fallback answers; its label says so
+            answer.question, answer.rewritten_question, answer.lang = question, rewritten, lang
+            answer.notice = f"{FALLBACK_NOTE[reply].format(backend=self.backend)} ({_brief(exc)})"
+            answer.backend = f"{self.fallback.backend} (fallback)"
+            answer.total_s = time.perf_counter() - start
+            yield "answer", answer
             return
         result.draft = draft
         declined = REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3
@@ -404,18 +410,23 @@ class AnswerChain:
         The flag says whether any sentence of the model's survived."""
         numbering = self._shown_numbering(chunks)
         model_word = _model_verdict(draft) if asked.yes_no else None
+        # Meaning-based support is for crossing languages (an English answer to a German text); a
+        # German sentence must carry its words: close in meaning is how chimeras pass.
+        support = self.support if reply == "en" else replace(self.support, similarity=None)
         lead = [] if _SOURCE_QUESTION.search(asked.text) else verify(
-            _VERDICT_OPENING.sub("", draft), numbering, chunks, self.support,
+            _VERDICT_OPENING.sub("", draft), numbering, chunks, support,
             keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
             given=asked.tokens,
         )
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
         # A fragment ("Hans von Seeckt.") answers only if the text around it is about what is asked:
         # a name from a sentence about something else is that name in another role.
+        # Asked for a number or a date, a sentence without one does not answer.
         lead = [
             (claim, found) for claim, found in lead
             if not _near_copy(claim, found)
             and (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
+            and fits_type(asked, [claim])
         ]
         # A verified model answer that rests on other sentences than the ranked evidence found
         # better evidence (it read the whole text): quote what it rests on.

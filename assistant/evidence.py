@@ -28,7 +28,7 @@ _W_WORDS = set(
     welchen welchem womit wodurch wofür worüber wozu woran worauf wovon inwiefern who whom whose
     what when where why how which wieviel wieviele""".split()
 )
-_W_TOKENS = frozenset(normalise(w) for w in _W_WORDS)
+_W_TOKENS = frozenset(normalise(w) for w in _W_WORDS | {"viel", "viele", "many", "much"})
 _OPENERS = set(
     """in im an am auf aus bei mit nach von vom vor zu zum zur unter über durch für gegen ohne um
     seit zwischen bis ab nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste
@@ -198,8 +198,13 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     False
     >>> fits_type(analyse("Wie viele Piloten?"), ["Mehrere hundert Piloten."])
     True
+    >>> fits_type(analyse("Wie viele Bücher gab es 1908?"), ["1908 zog die Bibliothek um."])
+    False
     """
+    # A number or date the question itself names ("… im Jahr 1908?") is not the one asked for.
     joined = " ".join(evidence)
+    for given in re.findall(r"\d+", asked.text):
+        joined = re.sub(rf"\b{given}\b", " ", joined)
     if asked.number and not has_number(joined):
         return False
     return not (asked.date and not has_date(joined))
@@ -262,7 +267,8 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
             if low in _VERBISH:
                 in_type_phrase = False
             continue
-        if i == 0 or not word[0].isupper() or low in _ABOUT_THE_TEXT or not tokenize(word):
+        # Short words are mostly generic ("Amt", "Ende") and their stems unreliable: not evidence.
+        if i == 0 or not word[0].isupper() or len(word) < 5 or low in _ABOUT_THE_TEXT or not tokenize(word):
             continue
         if not _known(word, vocabulary):
             found.append(word)
@@ -286,7 +292,9 @@ def coverage(asked: Asked, evidence: Iterable[str]) -> float:
 
 
 def _matches(token: str, have: set[str]) -> bool:
-    return token in have or any(h[:5] == token[:5] for h in have if len(h) >= 5 and len(token) >= 5)
+    """The token, or one sharing its first five letters, also inside a longer word
+    ("grundung" ~ "gegrundet": German participles put "ge" in front)."""
+    return token in have or (len(token) >= 5 and any(token[:5] in h for h in have if len(h) >= 5))
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,15 @@ def test_backend_failure_uses_the_fallback_and_says_so(retriever):
     assert "fallback" in answer.backend and "ConnectionError" in answer.notice
 
 
+def test_the_fallback_that_answers_is_the_one_named(retriever):
+    settings = retriever.store.settings
+    n = number_of(chain_with(retriever, None), "Lipezk")
+    other = AnswerChain(retriever, settings, FakeListChatModel(responses=[f"In Lipezk [{n}]."]), "ollama/other")
+    answer = AnswerChain(retriever, settings, Boom(responses=["x"]), "fake", fallback=other).invoke("Wo wurden die Piloten ausgebildet?")
+    assert answer.backend == "ollama/other (fallback)" and answer.answer.startswith("In Lipezk [1].")
+    assert "fake" in answer.notice and "ConnectionError" in answer.notice
+
+
 def test_backend_failure_without_fallback_is_a_clear_error(retriever):
     with pytest.raises(BackendFailure, match="backend fake failed: ConnectionError"):
         chain_with(retriever, Boom(responses=["x"]), fallback=False).invoke("Wo wurden die Piloten ausgebildet?")

@@ -171,7 +171,7 @@ def test_ollama_backend_against_a_loopback_ollama(settings_factory, fake_embeddi
         settings = settings_factory(min_relevance=-1.0, ollama_url=f"http://127.0.0.1:{server.server_port}")
         chain = chain_over_article(settings, fake_embeddings, "ollama/qwen2.5:1.5b")
         answer = chain.invoke("Wo wurden die Piloten ausgebildet?")
-        assert answer.answer == "Die Piloten wurden in Lipezk ausgebildet [1]." and answer.backend == "ollama/qwen2.5:1.5b"
+        assert answer.answer.startswith("Die Piloten wurden in Lipezk ausgebildet [1].") and answer.backend == "ollama/qwen2.5:1.5b"
         assert "Lipezk" in answer.footnotes[0].sentence
     finally:
         server.shutdown()
@@ -241,3 +241,23 @@ def test_broken_openai_server_gives_a_bounded_readable_fallback(settings_factory
         assert "fallback" in answer.backend and answer.notice and "Lipezk" in answer.answer
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_the_evaluated_prompt_is_kept_on_disk_and_a_corrupt_one_is_rebuilt(local_chain, tmp_path):
+    from assistant.backends import PromptState
+
+    llama = local_chain.model.llama
+    assert "Lipezk" in local_chain.invoke("Wo wurden die deutschen Piloten ausgebildet?").answer
+    state = PromptState(tmp_path, Path(llama.model_path))
+    key = state.key("the system prompt")
+    state.save(llama, key)
+    n, evaluated = llama.n_tokens, list(llama.input_ids[: llama.n_tokens])
+    llama.reset()
+    assert PromptState(tmp_path, Path(llama.model_path)).restore(llama, key)
+    assert llama.n_tokens == n and list(llama.input_ids[:n]) == evaluated
+    path = tmp_path / f"{key}.llamastate"
+    path.write_bytes(b"garbage" + path.read_bytes()[7:])
+    llama.reset()
+    assert not PromptState(tmp_path, Path(llama.model_path)).restore(llama, key) and not path.exists()
+    assert "Lipezk" in local_chain.invoke("Wo wurden die deutschen Piloten ausgebildet?").answer

@@ -1,0 +1,165 @@
+"""What a person waits for in the browser: a 6-turn conversation with a freshly started app.
+
+Starts ``assistant serve`` (default backend unless ``--backend``), opens the page in Debian's
+headless Chromium through Playwright, and holds one conversation: standalone questions, a
+follow-up, an English question and an unanswerable one. Per turn it records, from the moment
+Enter is pressed:
+
+- ``visible_s``: the first content in the answer's place (the cited evidence, or the answer),
+- ``draft_s``: the first model token (the draft shown as unchecked), if any,
+- ``settled_s``: the verified answer, with nothing pending.
+
+It writes ``chat.json`` and ``chat.png`` to ``--out``. Turn 1 is the first answer after the
+start (prompt state from the cache directory when it exists), so it is reported on its own.
+
+    python eval/bench_chat.py --out runs/chat
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+TURNS = [
+    "Wo wurden die deutschen Piloten ausgebildet?",
+    "Und wie viele wurden dort ausgebildet?",
+    "Warum hatten Stresemann und Schubert Bedenken?",
+    "Which newspaper revealed the cooperation in 1926?",
+    "Wie viele Panzer wurden in Kama insgesamt gebaut?",
+    "Unter welchen Tarnbezeichnungen wurden Panzer entwickelt?",
+]
+# The answer message of the latest turn: the first bot message after the last user message.
+STATE = """() => {
+  const all = [...document.querySelectorAll('#chat .message-row')];
+  let last = -1;
+  all.forEach((row, i) => { if (row.classList.contains('user-row')) last = i; });
+  const bot = all.slice(last + 1).find(row => row.classList.contains('bot-row'));
+  return bot ? bot.innerText : '';
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(backend: str | None, port: int, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, ASSISTANT_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    if backend:
+        env["ASSISTANT_BACKEND"] = backend
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"assistant serve exited:\n{log.read_text()[-2000:]}") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("assistant serve did not answer within 180 s")
+
+
+def turn(page, question: str, timeout: float) -> dict:
+    box = page.locator("#question textarea")
+    box.fill(question)
+    started = time.perf_counter()
+    box.press("Enter")
+    found: dict = {"question": question, "visible_s": None, "draft_s": None, "settled_s": None}
+    while time.perf_counter() - started < timeout:
+        text = page.evaluate(STATE).strip()
+        now = time.perf_counter() - started
+        if text and text != "…" and found["visible_s"] is None:
+            found["visible_s"] = round(now, 3)
+        if "Entwurf" in text and found["draft_s"] is None:
+            found["draft_s"] = round(now, 3)
+        if text and text != "…" and "▌" not in text and "wird formuliert" not in text:
+            found["settled_s"] = round(now, 3)
+            found["answer"] = text
+            return found
+        time.sleep(0.03)
+    found["answer"] = "(timed out)"
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", help="backend to serve (default: the configured one)")
+    parser.add_argument("--out", type=Path, default=Path("runs/chat"), help="folder for chat.json and chat.png")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for one answer")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    launched = time.perf_counter()
+    proc = start(args.backend, port, args.out / "server.log")
+    page_up = time.perf_counter() - launched
+    turns = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.wait_for_selector("#question textarea", timeout=60_000)
+            for question in TURNS:
+                turns.append(turn(page, question, args.timeout))
+                print(json.dumps(turns[-1], ensure_ascii=False))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    later = turns[1:]
+
+    def p50(key: str) -> float | None:
+        values = [t[key] for t in later if t[key] is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    summary = {"backend": args.backend or "default", "server_up_s": round(page_up, 2), "first_turn": turns[0],
+               "later_turns_p50": {k: p50(k) for k in ("visible_s", "draft_s", "settled_s")}, "turns": turns}
+    (args.out / "chat.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot(turns, args.out / "chat.png")
+    print(json.dumps({k: v for k, v in summary.items() if k != "turns"}, ensure_ascii=False))
+    return 0
+
+
+def plot(turns: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    xs = range(1, len(turns) + 1)
+    for key, label in (("visible_s", "first visible content"), ("draft_s", "first model token"),
+                       ("settled_s", "settled answer")):
+        ax.plot(xs, [t[key] if t[key] is not None else float("nan") for t in turns], marker="o", label=label)
+    ax.set_xticks(list(xs), [f"{i}" for i in xs])
+    ax.set_xlabel("turn (1 = first question after start)")
+    ax.set_ylabel("seconds after Enter")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("What a person waits for, per turn (headless Chromium)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
