@@ -442,8 +442,10 @@ def build_app(service: ChatService) -> gr.Blocks:
             try:
                 while (question := pending.next(session)) is not None:
                     yield gr.skip(), gr.skip(), waiting_note(pending.waiting(session)), gr.Button(interactive=True)
-                    for messages, answers_value, _ in submit(question, messages, backend_value, k_value, rewritten, document_value, answers_value):
-                        yield messages, answers_value, waiting_note(pending.waiting(session)), gr.skip()
+                    steps = submit(question, messages, backend_value, k_value, rewritten, document_value, answers_value)
+                    for shown, answered, _ in steps:
+                        yield shown, answered, waiting_note(pending.waiting(session)), gr.skip()
+                    messages, answers_value = shown, answered
             finally:
                 pending.release(session)
             yield gr.skip(), gr.skip(), "", gr.Button(interactive=False)
