@@ -392,6 +392,14 @@ class AnswerChain:
             return
         yield "answer", finish(text, False, footnotes)
 
+    def warm_up(self) -> None:
+        """Load the index and the embedder and put the system prompt into the model's cache (a
+        local model restores it from disk when it ran before), without answering anything."""
+        self.retriever.search("Einleitung", 1)
+        if self.model is not None:
+            _, system, _ = self._layout()
+            self.model.invoke([SystemMessage(system), HumanMessage("?")], max_tokens=1)
+
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
         for kind, value in self.stream(question, history):
             if kind == "answer":

@@ -57,8 +57,7 @@ class ChatService:
     def warm_up(self) -> None:
         """Load the index, the embedder and the default model, and prime the model's prompt cache."""
         try:
-            chain = self.chain(self.settings.backend)
-            chain.invoke("Worum geht es im Artikel?")
+            self.chain(self.settings.backend).warm_up()
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"

@@ -40,13 +40,13 @@ TURNS = [
     "Wie viele Panzer wurden in Kama insgesamt gebaut?",
     "Unter welchen Tarnbezeichnungen wurden Panzer entwickelt?",
 ]
-# The answer message of the latest turn: the first bot message after the last user message.
+# How many questions the chat shows, and the answer under the last one (the first bot row after it).
 STATE = """() => {
   const all = [...document.querySelectorAll('#chat .message-row')];
-  let last = -1;
-  all.forEach((row, i) => { if (row.classList.contains('user-row')) last = i; });
+  let last = -1, users = 0;
+  all.forEach((row, i) => { if (row.classList.contains('user-row')) { last = i; users += 1; } });
   const bot = all.slice(last + 1).find(row => row.classList.contains('bot-row'));
-  return bot ? bot.innerText : '';
+  return {users: users, text: bot ? bot.innerText : ''};
 }"""
 
 
@@ -78,12 +78,17 @@ def start(backend: str | None, port: int, log: Path) -> subprocess.Popen:
 def turn(page, question: str, timeout: float) -> dict:
     box = page.locator("#question textarea")
     box.fill(question)
+    asked = page.evaluate(STATE)["users"]
     started = time.perf_counter()
     box.press("Enter")
     found: dict = {"question": question, "visible_s": None, "draft_s": None, "settled_s": None}
     while time.perf_counter() - started < timeout:
-        text = page.evaluate(STATE).strip()
+        state = page.evaluate(STATE)
         now = time.perf_counter() - started
+        if state["users"] <= asked:  # the question is not in the chat yet
+            time.sleep(0.02)
+            continue
+        text = state["text"].strip()
         if text and text != "…" and found["visible_s"] is None:
             found["visible_s"] = round(now, 3)
         if "Entwurf" in text and found["draft_s"] is None:
