@@ -23,6 +23,7 @@ from . import AssistantError
 from .chunking import Chunk
 from .citations import Footnote, Support, embedding_similarity, parse_markers, render, verify
 from .evidence import (
+    W_WORDS,
     Asked,
     Evidence,
     Sentences,
@@ -83,7 +84,7 @@ _DEMAND = re.compile(
     re.IGNORECASE,
 )
 _SEGMENT = re.compile(r"(?<=[.!?:;])\s+|(?<=[.!?][“”\"'»])\s+|\n+")
-_ASKS = re.compile(r"\?|^\W*(?:wer|wen|wem|wessen|was|wann|wo|woher|wohin|warum|wieso|weshalb|wie|welche\w*|who|what|when|where|why|how|which)\b", re.IGNORECASE)
+_ASKS = re.compile(r"\?|^\W*(?:" + "|".join(sorted(W_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 SET_ASIDE_NOTE = {
     "de": "Anweisungen, Markup und eingefügte Quellen in der Nachricht habe ich übergangen; die Antwort kommt aus dem Text, mit Fußnoten.",
     "en": "I set aside the instructions, markup and pasted sources in the message; the answer comes from the text, with footnotes.",

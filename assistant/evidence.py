@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from .chunking import Chunk, Span
 from .retrieval import normalise, tokenize
 
-_W_WORDS = set(
+W_WORDS = set(
     """wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher welches
     welchen welchem womit wodurch wofür worüber wozu woran worauf wovon inwiefern who whom whose
     what when where why how which wieviel wieviele""".split()
 )
-_W_TOKENS = frozenset(normalise(w) for w in _W_WORDS | {"viel", "viele", "many", "much"})
+_W_TOKENS = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much"})
 _OPENERS = set(
     """in im an am auf aus bei mit nach von vom vor zu zum zur unter über durch für gegen ohne um
     seit zwischen bis ab nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste
@@ -114,9 +114,9 @@ def analyse(question: str) -> Asked:
     while words and words[0] in _CONJUNCTIONS:
         words = words[1:]
     first = words[0] if words else ""
-    yes_no = bool(first) and question.rstrip().endswith("?") and first not in _W_WORDS and first not in _OPENERS
+    yes_no = bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
-    w_words = "|".join(sorted(_W_WORDS, key=len, reverse=True))
+    w_words = "|".join(sorted(W_WORDS, key=len, reverse=True))
     first_w = re.search(rf"\b(?:{w_words})\b", question, re.IGNORECASE)
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
     two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{w_words})\b", question, re.IGNORECASE)
@@ -257,7 +257,7 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     in_type_phrase = False  # between a question word and its noun or verb
     for i, word in enumerate(words):
         low = word.lower()
-        if low in _W_WORDS:
+        if low in W_WORDS:
             in_type_phrase = True
             continue
         if in_type_phrase:
