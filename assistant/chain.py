@@ -302,7 +302,8 @@ class AnswerChain:
         self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
         doc: str | None = None,
     ) -> Iterator[tuple[str, Any]]:
-        """Yield ``("token", text_so_far)`` while generating, then ``("answer", Answer)``.
+        """Yield ``("evidence", cited_quotes)`` once the evidence is chosen (model backends),
+        ``("token", draft_so_far)`` while the model writes, then ``("answer", Answer)``.
 
         ``k`` overrides the number of passages, ``doc`` restricts them to one document, for this
         question only.
@@ -375,7 +376,7 @@ class AnswerChain:
             if self.fallback is None:
                 raise BackendFailure(f"backend {self.backend} failed: {_brief(exc)}") from None
             answer = self.fallback.invoke(rewritten)  # the fallback answers; its label says so
-            answer.question, answer.rewritten_question, answer.lang = question, rewritten, lang
+            answer.question, answer.rewritten_question, answer.lang = result.question, rewritten, lang
             answer.notice = f"{FALLBACK_NOTE[reply].format(backend=self.backend)} ({_brief(exc)})"
             answer.backend = f"{self.fallback.backend} (fallback)"
             answer.total_s = time.perf_counter() - start
