@@ -249,6 +249,8 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     ['Kommandant']
     >>> unknown_terms("In welcher Stadt wurden die Piloten ausgebildet?", v)
     []
+    >>> unknown_terms("Wer leitete die Fliegerschule in Lipezk?", v)
+    ['Fliegerschule']
     >>> unknown_terms("In welchem Zeitraum wurden Giftgase in Lipezk getestet?", v)
     ['Giftgase']
     """
@@ -258,7 +260,9 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     for i, word in enumerate(words):
         low = word.lower()
         if low in W_WORDS:
-            in_type_phrase = True
+            # Only "welche …", "which …", "what …" and "wie viele …" name a kind of answer; after
+            # "wer", "wo", "warum" the next noun is the topic.
+            in_type_phrase = low.startswith(("welch", "which", "what", "wessen", "wie", "how"))
             continue
         if in_type_phrase:
             if word[0].isupper():  # the answer-type noun: skip it
