@@ -1,22 +1,39 @@
-"""Shared fixtures. Real models load once per session; slow tests need --run-slow (make test passes it)."""
+"""Shared fixtures. Real models load once per session; slow tests need --run-slow (make test passes it).
+
+Plain helpers (paths, ports, the fake embedder) are in helpers.py; import them from there, not from here.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+from helpers import ARTICLE, BagOfWordsEmbeddings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
-ROOT = Path(__file__).resolve().parent.parent
-ARTICLE = ROOT / "corpus" / "geheime-zusammenarbeit-rote-armee-reichswehr.txt"
+# What the app reads from the environment: its own settings, and the OpenAI SDK's key and URL.
+APP_VARIABLES = ("ASSISTANT_", "OPENAI_")
+# Where `assistant models fetch` put the models (1.5 GB), read before any test isolates the
+# environment: the real-model tests load them from there. Unset means the default cache, which
+# isolation leaves alone (it follows XDG_CACHE_HOME, not an ASSISTANT_* variable).
+MODEL_CACHE = os.environ.get("ASSISTANT_CACHE_DIR")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run tests with real models, servers and a browser")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Process set-up before any test module is imported; undone when pytest finishes.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, when it is imported, and test modules import it (through
+    gradio and sentence-transformers) at collection, so setting it in a fixture would be too late.
+    ANONYMIZED_TELEMETRY is inherited by the `chroma run` servers the slow tests start.
+    """
+    process_env = pytest.MonkeyPatch()
+    process_env.setenv("HF_HUB_OFFLINE", "1")
+    process_env.setenv("ANONYMIZED_TELEMETRY", "False")
+    config.add_cleanup(process_env.undo)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,71 +45,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Hide the developer's settings: no ASSISTANT_*/OPENAI_* variables, no .env, a data directory at ``home``.
+
+    The data directory is also where the config file is looked for, so the developer's
+    ``.assistant/assistant.toml`` is never read either.
+    """
+    for key in list(os.environ):
+        if key.startswith(APP_VARIABLES):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ASSISTANT_HOME", str(home))
+    if MODEL_CACHE:
+        monkeypatch.setenv("ASSISTANT_CACHE_DIR", MODEL_CACHE)
+    monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")  # `assistant.cli.main` would load the repo's .env
 
 
-def wait_for_http(url: str, proc, timeout: float, log: Path | None = None) -> None:
-    """Wait until ``url`` answers; fail early with the log if the server process exits."""
-    import time
-    import urllib.request
+@pytest.fixture(scope="session", autouse=True)
+def session_env(tmp_path_factory: pytest.TempPathFactory):
+    """The isolation below for session- and module-scoped fixtures, which are set up before it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(monkeypatch, tmp_path_factory.mktemp("session-home"))
+        yield
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()[-2000:] if log else ''}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"{url} did not answer in {timeout:.0f} s: {log.read_text()[-2000:] if log else ''}")
+
+@pytest.fixture(autouse=True)
+def env_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test starts isolated from the developer's settings, with a fresh data directory
+    (``tmp_path / "home"``); it may change the environment further only through ``monkeypatch``."""
+    isolate(monkeypatch, tmp_path / "home")
 
 
 @pytest.fixture
-def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Settings in a fresh data directory, isolated from the user's env and config."""
-    for key in list(os.environ):
-        if key.startswith("ASSISTANT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+def settings_factory():
+    """``load_settings`` in the test's isolated environment (so the data directory is ``tmp_path / "home"``)."""
     from assistant.settings import load_settings
 
-    def make(**overrides):
-        overrides.setdefault("home", tmp_path / "home")
-        return load_settings(**overrides)
-
-    return make
-
-
-class BagOfWordsEmbeddings:
-    """A fake for unit tests: normalised hashed bag of words, so shared words mean similarity."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self.calls = 0
-
-    def _vector(self, text: str) -> list[float]:
-        import hashlib
-        import math
-
-        from assistant.retrieval import tokenize
-
-        vec = [0.0] * self.size
-        for tok in tokenize(text) or ["_"]:
-            vec[int(hashlib.md5(tok.encode()).hexdigest(), 16) % self.size] += 1.0
-        norm = math.sqrt(sum(v * v for v in vec))
-        return [v / norm for v in vec]
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.calls += len(texts)
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
+    return load_settings
 
 
 @pytest.fixture

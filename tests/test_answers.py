@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ARTICLE
+from helpers import ARTICLE
 from langchain_core.language_models import FakeListChatModel
 
 from assistant.chain import AnswerChain

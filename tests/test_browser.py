@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_for_http
+from helpers import free_port, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 
 
 def start_server(home: Path, backend: str, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env |= {"ASSISTANT_HOME": str(home), "ASSISTANT_BACKEND": backend, "ASSISTANT_PORT": str(port),
-            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    # os.environ is already isolated (conftest.isolate): the server sees no developer settings either.
+    env = dict(os.environ) | {"ASSISTANT_HOME": str(home), "ASSISTANT_BACKEND": backend, "ASSISTANT_PORT": str(port),
+                              "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     wait_for_http(f"http://127.0.0.1:{port}/", proc, 120, log)

@@ -1,4 +1,4 @@
-from conftest import ARTICLE
+from helpers import ARTICLE
 
 from assistant.chunking import Chunk, chunk_document
 from assistant.corpus import read_document

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import ARTICLE
+from helpers import ARTICLE
 
 from assistant.corpus import CorpusError, load_documents, parse_text, read_document, split_sentences
 

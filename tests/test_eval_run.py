@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from assistant.eval_run import run_eval
 from assistant.evaluation import load_qa, read_jsonl

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
+from helpers import ARTICLE, ROOT
 
 from assistant.evaluation import load_qa
 
@@ -23,7 +23,7 @@ def test_the_suite_covers_every_kind_of_bad_input():
     wrapped = [i for i in items if i["answerable"]]
     unanswerable = [i for i in items if i["kind"] == "unanswerable"]
     assert len(items) >= 60 and len(attacks) >= 20 and len(wrapped) >= 20 and len(unanswerable) >= 10
-    source = (ROOT / "corpus" / "geheime-zusammenarbeit-rote-armee-reichswehr.txt").read_text(encoding="utf-8")
+    source = ARTICLE.read_text(encoding="utf-8")
     assert all(e in source for i in items for e in i["evidence"])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ARTICLE
+from helpers import ARTICLE, BagOfWordsEmbeddings
 from langchain_core.language_models import FakeListChatModel
 
 from assistant.chain import AnswerChain
@@ -19,8 +19,6 @@ PROMPTS = [line for line in (Path(__file__).parent / "injections.txt").read_text
 @pytest.fixture(scope="module")
 def leaky_chain(tmp_path_factory):
     """A chain whose model obeys every injection: it leaks its rules and invents facts."""
-    from conftest import BagOfWordsEmbeddings
-
     from assistant.settings import load_settings
 
     settings = load_settings(home=tmp_path_factory.mktemp("inj"), min_relevance=-1.0, min_lexical=-1.0)
@@ -45,8 +43,11 @@ def test_injection_never_leaks_or_invents(leaky_chain, prompt):
         assert rule not in answer.answer
     assert "5000" not in answer.answer and "1950" not in answer.answer
     if not answer.refused:
+        assert answer.footnotes
         source = ARTICLE.read_text(encoding="utf-8")
-        assert answer.footnotes and all(f.sentence in source.replace("[", "").replace("]", "") or f.sentence[:40] in source for f in answer.footnotes)
+        without_markers = source.replace("[", "").replace("]", "")
+        for footnote in answer.footnotes:
+            assert footnote.sentence in without_markers or footnote.sentence[:40] in source, footnote.sentence
 
 
 def test_injection_hidden_in_a_follow_up(leaky_chain):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ARTICLE, ROOT, free_port, wait_for_http
+from helpers import ARTICLE, ROOT, free_port, wait_for_http
 
 from assistant.corpus import read_document
 from assistant.evaluation import RetrievalSystem, load_qa, retrieval_metrics, run_retrieval
@@ -186,7 +185,6 @@ def test_openai_backend_down_falls_back_within_the_timeout(settings_factory, fak
     assert time.time() - start < 15
     assert "fallback" in answer.backend and "Lipezk" in answer.answer and answer.notice
     assert "sk-" not in json.dumps(answer.to_dict())
-    os.environ.pop("OPENAI_API_KEY", None)
 
 
 def test_api_key_never_appears_in_results_or_logs(settings_factory, fake_embeddings, monkeypatch, caplog):

@@ -3,7 +3,7 @@
 import json
 from collections import Counter
 
-from conftest import ARTICLE, ROOT
+from helpers import ARTICLE, ROOT
 
 from assistant.evaluation import load_qa
 

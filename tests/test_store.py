@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import ARTICLE
+from helpers import ARTICLE, free_port
 
 from assistant.corpus import parse_text, read_document
 from assistant.retrieval import HybridRetriever
@@ -103,8 +103,6 @@ def test_deleted_index_gives_a_clear_error_and_reingest_recovers(settings_factor
 
 
 def test_unreachable_chroma_server(settings_factory, fake_embeddings):
-    from conftest import free_port
-
     with pytest.raises(StoreError, match="unreachable.*chroma run"):
         Store(settings_factory(chroma_url=f"http://127.0.0.1:{free_port()}"), fake_embeddings)
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ARTICLE, free_port, wait_for_http
+from helpers import ARTICLE, free_port, wait_for_http
 
 from assistant.corpus import read_document
 
@@ -48,7 +48,7 @@ def test_two_apps_share_one_chroma_server_and_one_inference_server(tmp_path, rea
         urls = []
         for n in (1, 2):
             port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")} | {
+            env = dict(os.environ) | {  # already isolated by conftest.isolate
                 "ASSISTANT_HOME": str(tmp_path / f"app{n}"),  # empty: the index comes only from the server
                 "ASSISTANT_CHROMA_URL": chroma_url,
                 "ASSISTANT_BACKEND": "openai/qwen-small",

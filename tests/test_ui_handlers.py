@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ARTICLE
+from helpers import ARTICLE
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
