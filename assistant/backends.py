@@ -1,7 +1,9 @@
-"""One factory from a ``"provider/model"`` string to a LangChain chat model.
+"""The backend registry: ``"provider/model"`` strings to LangChain chat models.
 
-Each provider's SDK is imported inside its branch. ``extractive`` has no model: the chain answers
-with the best supporting sentences itself.
+``PROVIDERS`` is the one table of backends; the CLI's ``--help``, the UI's backend list and the
+README table come from it, so adding a backend is one entry. Each provider's SDK is imported
+inside its factory. ``extractive`` has no model: the chain answers with the best supporting
+sentences itself.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import atexit
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,25 +35,12 @@ class BackendError(AssistantError, RuntimeError):
 
 @dataclass(frozen=True)
 class Provider:
-    """A backend's identity and needs, in one readable row."""
+    """One backend: how to build its chat model and which of its specs work right now."""
 
-    name: str
-    display: str
-    needs: str  # the setting or variable it needs, "" when none
-    install: str  # what to pip install when its SDK is missing, "" when built in
-    example: str
-
-
-PROVIDERS: dict[str, Provider] = {
-    p.name: p
-    for p in (
-        Provider("local", "Local GGUF model (llama.cpp, offline)", "", "", "local or local/qwen2.5-coder-0.5b-instruct"),
-        Provider("extractive", "Extractive (no language model)", "", "", "extractive"),
-        Provider("openai", "OpenAI-compatible server", "ASSISTANT_OPENAI_BASE_URL / OPENAI_API_KEY", "langchain-openai", "openai/gpt-4o-mini"),
-        Provider("ollama", "Ollama", "ASSISTANT_OLLAMA_URL", "langchain-ollama", "ollama/qwen2.5:1.5b"),
-        Provider("hf", "Hugging Face transformers model", "", "transformers", "hf/Qwen/Qwen2.5-0.5B-Instruct"),
-    )
-}
+    build: Callable[[str, Settings], BaseChatModel | None]  # (model, settings) -> chat model; None: no model
+    example: str  # a spec that works, shown in --help and errors
+    default_model: str | None = None  # used when the spec names none; None: the spec must name one
+    available: Callable[[Settings], list[str]] = lambda settings: []  # specs usable now (UI list)
 
 
 def split_backend(spec: str) -> tuple[str, str]:
@@ -63,17 +53,30 @@ def split_backend(spec: str) -> tuple[str, str]:
     ...
     assistant.backends.BackendError: unknown backend provider 'nope' (from 'nope/x'); use one of: local, extractive, openai, ollama, hf (set --backend or ASSISTANT_BACKEND)
     """
-    provider, _, model = spec.strip().partition("/")
-    if provider not in PROVIDERS:
+    name, _, model = spec.strip().partition("/")
+    if name not in PROVIDERS:
         raise BackendError(
-            f"unknown backend provider {provider!r} (from {spec!r}); use one of: "
+            f"unknown backend provider {name!r} (from {spec!r}); use one of: "
             f"{', '.join(PROVIDERS)} (set --backend or ASSISTANT_BACKEND)"
         )
-    if provider == "local":
-        model = model or models.DEFAULT_LLM
-    if provider in ("openai", "ollama", "hf") and not model:
-        raise BackendError(f"backend {provider} needs a model name, e.g. {PROVIDERS[provider].example}")
-    return provider, model
+    provider = PROVIDERS[name]
+    model = model or provider.default_model
+    if model is None:
+        raise BackendError(f"backend {name} needs a model name, e.g. {provider.example}")
+    return name, model
+
+
+def examples() -> str:
+    """One working spec per provider, for ``--help``."""
+    return ", ".join(p.example for p in PROVIDERS.values())
+
+
+def available(settings: Settings) -> list[str]:
+    """The configured backend first, then every spec a provider can serve now; no model twice."""
+    found: dict[tuple[str, str], str] = {}
+    for spec in [settings.backend, *(s for p in PROVIDERS.values() for s in p.available(settings))]:
+        found.setdefault(split_backend(spec), spec)
+    return list(found.values())
 
 
 class PromptState:
@@ -255,45 +258,50 @@ def _open_llama(path: Path, threads: int, n_ctx: int) -> Any:
         ) from None
 
 
-def make_chat_model(spec: str, settings: Settings) -> BaseChatModel | None:
-    """The chat model for a backend spec; ``None`` for ``extractive``."""
-    provider, model = split_backend(spec)
-    if provider == "extractive":
-        return None
-    if provider == "local":
-        if model not in models.PACKAGED_MODELS or models.PACKAGED_MODELS[model].kind != "llm":
-            path = Path(model)
-            if not path.exists():
-                llms = [m.name for m in models.PACKAGED_MODELS.values() if m.kind == "llm"]
-                raise BackendError(f"local model {model!r} is neither a packaged model ({', '.join(llms)}) nor a .gguf path")
-        else:
-            path = models.require(model, settings.cache_dir)
-        llama = _load_llama(path, settings.threads, 4096)
-        state = PromptState(settings.cache_dir / "prompt-state", path)
-        return LlamaCppChat(llama=llama, model_name=model, max_tokens=settings.max_tokens, state=state)
-    if provider == "openai":
-        try:
-            from langchain_openai import ChatOpenAI
-        except ImportError:
-            raise BackendError("backend openai needs `pip install langchain-openai`") from None
-        base_url = settings.openai_base_url
-        key = os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
-        if not key:
-            raise BackendError("backend openai needs OPENAI_API_KEY, or ASSISTANT_OPENAI_BASE_URL for a local server")
-        return ChatOpenAI(
-            model=model, base_url=base_url, api_key=key, timeout=settings.request_timeout,
-            max_retries=1, temperature=0, max_tokens=settings.max_tokens,
-        )
-    if provider == "ollama":
-        try:
-            from langchain_ollama import ChatOllama
-        except ImportError:
-            raise BackendError("backend ollama needs `pip install langchain-ollama`") from None
-        return ChatOllama(
-            model=model, base_url=settings.ollama_url, temperature=0, num_predict=settings.max_tokens,
-            client_kwargs={"timeout": settings.request_timeout},
-        )
-    return _hf_chat(model, settings)
+def _local_chat(model: str, settings: Settings) -> BaseChatModel:
+    if model not in models.PACKAGED_MODELS or models.PACKAGED_MODELS[model].kind != "llm":
+        path = Path(model)
+        if not path.exists():
+            llms = [m.name for m in models.PACKAGED_MODELS.values() if m.kind == "llm"]
+            raise BackendError(f"local model {model!r} is neither a packaged model ({', '.join(llms)}) nor a .gguf path")
+    else:
+        path = models.require(model, settings.cache_dir)
+    llama = _load_llama(path, settings.threads, 4096)
+    state = PromptState(settings.cache_dir / "prompt-state", path)
+    return LlamaCppChat(llama=llama, model_name=model, max_tokens=settings.max_tokens, state=state)
+
+
+def _local_fetched(settings: Settings) -> list[str]:
+    return [
+        f"local/{name}" for name, spec in models.PACKAGED_MODELS.items()
+        if spec.kind == "llm" and models.status(spec, settings.cache_dir) == "ok"
+    ]
+
+
+def _openai_chat(model: str, settings: Settings) -> BaseChatModel:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        raise BackendError("backend openai needs `pip install langchain-openai`") from None
+    base_url = settings.openai_base_url
+    key = os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
+    if not key:
+        raise BackendError("backend openai needs OPENAI_API_KEY, or ASSISTANT_OPENAI_BASE_URL for a local server")
+    return ChatOpenAI(
+        model=model, base_url=base_url, api_key=key, timeout=settings.request_timeout,
+        max_retries=1, temperature=0, max_tokens=settings.max_tokens,
+    )
+
+
+def _ollama_chat(model: str, settings: Settings) -> BaseChatModel:
+    try:
+        from langchain_ollama import ChatOllama
+    except ImportError:
+        raise BackendError("backend ollama needs `pip install langchain-ollama`") from None
+    return ChatOllama(
+        model=model, base_url=settings.ollama_url, temperature=0, num_predict=settings.max_tokens,
+        client_kwargs={"timeout": settings.request_timeout},
+    )
 
 
 def _hf_chat(model: str, settings: Settings) -> BaseChatModel:
@@ -309,3 +317,35 @@ def _hf_chat(model: str, settings: Settings) -> BaseChatModel:
     except Exception as exc:  # noqa: BLE001
         raise BackendError(f"could not load hf model {model!r} ({type(exc).__name__}: {str(exc)[:200]})") from None
     return ChatHuggingFace(llm=pipe)
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):  # noqa: S310 - loopback/configured URLs only
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _openai_up(settings: Settings) -> list[str]:
+    url = settings.openai_base_url
+    return ["openai/default"] if url and _reachable(url.rstrip("/") + "/models") else []
+
+
+def _ollama_up(settings: Settings) -> list[str]:
+    return ["ollama/default"] if _reachable(settings.ollama_url.rstrip("/") + "/api/tags") else []
+
+
+PROVIDERS: dict[str, Provider] = {
+    "local": Provider(_local_chat, "local", default_model=models.DEFAULT_LLM, available=_local_fetched),
+    "extractive": Provider(lambda model, settings: None, "extractive", default_model="", available=lambda settings: ["extractive"]),
+    "openai": Provider(_openai_chat, "openai/gpt-4o-mini", available=_openai_up),
+    "ollama": Provider(_ollama_chat, "ollama/qwen2.5:1.5b", available=_ollama_up),
+    "hf": Provider(_hf_chat, "hf/Qwen/Qwen2.5-0.5B-Instruct"),
+}
+
+
+def make_chat_model(spec: str, settings: Settings) -> BaseChatModel | None:
+    """The chat model for a backend spec; ``None`` for ``extractive``."""
+    name, model = split_backend(spec)
+    return PROVIDERS[name].build(model, settings)

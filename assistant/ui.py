@@ -9,14 +9,13 @@ from __future__ import annotations
 import html
 import re
 import threading
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from . import AssistantError, models
-from .backends import split_backend
+from . import AssistantError
+from .backends import available
 from .chain import AnswerChain, build_chain
 from .corpus import DEBRIS
 from .retrieval import HybridRetriever, clean_question
@@ -96,31 +95,12 @@ class ChatService:
         )
 
     def backends(self) -> list[str]:
-        """Backends that are configured and reachable now."""
-        found = [self.settings.backend]
-        if self.settings.backend != "extractive":
-            found.append("extractive")
-        for name, spec in models.PACKAGED_MODELS.items():
-            key = f"local/{name}"
-            if spec.kind == "llm" and models.status(spec, self.settings.cache_dir) == "ok" and split_backend(self.settings.backend) != ("local", name):
-                found.append(key)
-        if self.settings.openai_base_url and _reachable(self.settings.openai_base_url.rstrip("/") + "/models"):
-            found.append("openai/default")
-        if _reachable(self.settings.ollama_url.rstrip("/") + "/api/tags"):
-            found.append("ollama/default")
-        return list(dict.fromkeys(found))
+        """Backends that are configured and reachable now, as the backend registry finds them."""
+        return available(self.settings)
 
     def documents(self) -> dict[str, dict[str, Any]]:
         assert self.retriever is not None
         return self.retriever.store.documents()
-
-
-def _reachable(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5):  # noqa: S310 - loopback/configured URLs only
-            return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 class PendingQuestions:

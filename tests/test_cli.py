@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
-from conftest import ARTICLE, free_port
+from helpers import ARTICLE, free_port
 
 from assistant.cli import build_parser, main
 from assistant.corpus import read_document
@@ -90,13 +92,42 @@ def test_no_index_yet(settings_factory, capsys):
     assert code == 2 and "run `assistant ingest` first" in err
 
 
-def test_every_subcommand_has_help(capsys):
-    parser = build_parser()
-    for command in ["models", "ingest", "search", "ask", "chat", "eval", "serve"]:
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return commands.choices
+
+
+def test_every_subcommand_documents_each_of_its_options(capsys):
+    for name, command in subcommands().items():
         with pytest.raises(SystemExit) as exit_info:
-            parser.parse_args([command, "--help"])
+            main([name, "--help"])
         assert exit_info.value.code == 0
-        assert "usage: assistant" in capsys.readouterr().out
+        help_text = capsys.readouterr().out
+        assert help_text.startswith(f"usage: assistant {name}")
+        for action in command._actions:
+            assert action.help, f"assistant {name}: {action.option_strings or action.dest} has no help text"
+            for option in action.option_strings:
+                assert option in help_text, f"assistant {name} --help does not mention {option}"
+
+
+@pytest.mark.parametrize("command", [["ask", "Wer?"], ["chat"], ["serve"]])
+def test_one_backend_commands_refuse_a_second(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--backend", "local", "--backend", "extractive"])
+    assert exit_info.value.code == 2
+    assert "--backend given twice; this command uses one (`assistant eval` compares several)" in capsys.readouterr().err
+
+
+def test_eval_compares_several_backends():
+    args = build_parser().parse_args(["eval", "--backend", "local", "--backend", "extractive", "--out", "runs/x"])
+    assert args.backend == ["local", "extractive"]
+
+
+@pytest.mark.parametrize("argv", [["models", "list", "--backend", "local"], ["ingest", "-k", "3"], ["search", "Lipezk", "--backend", "local"]])
+def test_options_belong_to_the_commands_that_use_them(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and f"unrecognized arguments: {argv[-2]}" in capsys.readouterr().err
 
 
 def test_remote_bind_needs_a_flag(settings_factory, capsys):

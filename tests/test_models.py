@@ -1,13 +1,17 @@
-"""Packaged models: missing, corrupt and half-downloaded models are never used; errors name the fix."""
+"""Packaged models: missing, corrupt and half-downloaded models are never used; errors name the fix.
+The backend registry is the one list of backends that help, UI and README show."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 import pytest
+from helpers import ROOT
 
-from assistant import models
+from assistant import backends, models
+from assistant.backends import BackendError
 from assistant.models import ModelError, PackagedModel
 
 BYTES = b"GGUF" + bytes(range(256)) * 40
@@ -72,3 +76,30 @@ def test_backends_and_embedder_refuse_a_missing_model(settings_factory, tmp_path
 def test_every_packaged_model_has_parts_and_a_checksum():
     for model in models.PACKAGED_MODELS.values():
         assert model.parts and len(model.sha256) == 64 and dataclasses.asdict(model)["licence"]
+
+
+def test_a_registered_backend_reaches_factory_help_and_ui(settings_factory, monkeypatch, capsys, tmp_path):
+    from langchain_core.language_models import FakeListChatModel
+
+    from assistant.cli import main
+    from assistant.ui import ChatService
+
+    echo = FakeListChatModel(responses=["Lipezk."])
+    monkeypatch.setitem(backends.PROVIDERS, "echo", backends.Provider(lambda model, settings: echo, "echo/tiny", available=lambda settings: ["echo/tiny"]))
+    monkeypatch.setattr(backends, "_reachable", lambda url: False)  # no Ollama or OpenAI server here
+    settings = settings_factory(backend="extractive", cache_dir=tmp_path / "empty-cache")
+
+    assert backends.make_chat_model("echo/tiny", settings) is echo
+    assert ChatService(settings).backends() == ["extractive", "echo/tiny"]
+    for command in ("ask", "chat", "eval", "serve"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "echo/tiny" in re.sub(r"\s+", " ", capsys.readouterr().out)
+    with pytest.raises(BackendError, match=r"unknown backend provider 'gpt5' \(from 'gpt5/x'\); use one of: local, extractive, openai, ollama, hf, echo"):
+        backends.make_chat_model("gpt5/x", settings)
+
+
+def test_readme_backend_table_names_every_backend():
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Backends\n", 1)[1]
+    rows = section.strip().split("\n\n", 1)[0].splitlines()[2:]
+    assert {re.match(r"\| `(\w+)", row).group(1) for row in rows} == set(backends.PROVIDERS)
