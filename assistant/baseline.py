@@ -21,7 +21,7 @@ from . import models
 from .chain import Answer, detect_language
 from .citations import Footnote, parse_markers
 from .evaluation import RetrievalSystem
-from .retrieval import LexicalIndex
+from .lexical import LexicalIndex
 from .settings import Settings
 
 BASELINES = ("baseline:textbook", "baseline:article", "baseline:bm25")
@@ -76,11 +76,12 @@ def textbook_retrieval(settings: Settings) -> RetrievalSystem:
 
 
 def bm25_retrieval(chunks: list[Any]) -> RetrievalSystem:
-    index = LexicalIndex([c.text for c in chunks])
+    index = LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks])
+    by_id = {c.id: c for c in chunks}
 
     def search(query: str, n: int) -> list[dict[str, Any]]:
-        return [{"chunk_id": chunks[i].id, "text": chunks[i].text, "score": s,
-                 "haystack": chunks[i].text + " " + " ".join(chunks[i].references.values())}
+        return [{"chunk_id": i, "text": by_id[i].text, "score": s,
+                 "haystack": by_id[i].text + " " + " ".join(by_id[i].references.values())}
                 for i, s in index.search(query, n)]
 
     return RetrievalSystem("bm25", search)
@@ -98,14 +99,13 @@ class BaselineChain:
         if name == "baseline:textbook":
             self._textbook = TextbookRetriever(settings)
         elif name == "baseline:bm25":
-            self._chunks = retriever.chunks
-            self._bm25 = LexicalIndex([c.text for c in self._chunks])
+            self._bm25 = bm25_retrieval(retriever.chunks)
 
     def _passages(self, question: str) -> list[tuple[str, str]]:
         if self.name == "baseline:textbook":
             return [(d.id or "", d.page_content) for d in self._textbook.search(question, 4)]
         if self.name == "baseline:bm25":
-            return [(self._chunks[i].id, self._chunks[i].text) for i, _ in self._bm25.search(question, 4)]
+            return [(hit["chunk_id"], hit["text"]) for hit in self._bm25.search(question, 4)]
         return []
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:

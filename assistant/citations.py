@@ -16,7 +16,7 @@ from typing import Any
 from .chunking import Chunk, Span
 from .corpus import split_sentences
 from .evidence import negated
-from .retrieval import tokenize
+from .lexical import tokenize
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")

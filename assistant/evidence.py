@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .chunking import Chunk, Span
-from .retrieval import normalise, tokenize
+from .lexical import normalise, tokenize
 
 W_WORDS = set(
     """wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher welches

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (Chroma) + German-aware BM25, fused by reciprocal rank.
+"""Hybrid retrieval: dense (Chroma) + BM25 (:mod:`assistant.lexical`), fused by reciprocal rank.
 
 The retriever is a LangChain ``BaseRetriever``; each returned ``Document`` carries the chunk's
 metadata plus ``chunk_id``, ``score`` (fused), ``dense_score`` (cosine) and ``lexical_score``.
@@ -6,10 +6,9 @@ metadata plus ``chunk_id``, ``score`` (fused), ``dense_score`` (cosine) and ``le
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -19,93 +18,8 @@ from pydantic import ConfigDict, PrivateAttr
 
 from . import AssistantError
 from .chunking import Chunk, Span
+from .lexical import LexicalIndex, tokenize
 from .store import Store
-
-_UMLAUTS = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss", "é": "e", "è": "e", "á": "a"})
-_SUFFIXES = ("ungen", "ung", "ern", "en", "er", "es", "em", "e", "n", "s")
-_STOPWORDS = set(
-    """der die das den dem des ein eine einer einen einem eines und oder aber in im ins an am auf
-    aus bei mit nach von vom vor zu zum zur uber unter durch fur gegen ohne um als wie wo wer was
-    wann warum wieso weshalb welche welcher welches welchen ist sind war waren wurde wurden hat
-    hatte hatten haben sich sie er es ihr ihre ihren sein seine nicht auch nur noch so dass da
-    dies diese dieser diesem diesen dann denn doch kein keine the a an of to in on for and or
-    is are was were be been by with what who whom when where why how which did does do that this
-    from at as it its their they he she his her not about ihrem ihres ihrer seinem seiner seines seinen
-    ihm ihn dort dessen deren jene jener man wir uns mir mich dir dich them him there und""".split()
-)
-
-
-def normalise(word: str) -> str:
-    """Case-, umlaut- and inflection-insensitive form of one word.
-
-    >>> [normalise(w) for w in ["Panzern", "Panzer", "Rüstungsbeschränkungen", "Rüstung", "Ruestung"]]
-    ['panz', 'panz', 'rustungsbeschrank', 'rust', 'rust']
-    """
-    word = word.lower().replace("ae", "a").replace("oe", "o").replace("ue", "u").translate(_UMLAUTS)
-    for suffix in _SUFFIXES:
-        if len(word) - len(suffix) >= 4 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def tokenize(text: str) -> list[str]:
-    """Normalised content words of a text.
-
-    >>> tokenize("Wo wurden die Piloten ausgebildet?")
-    ['pilot', 'ausgebildet']
-    """
-    words = re.findall(r"[\wÄÖÜäöüß]+", text)
-    return [normalise(w) for w in words if w.lower() not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
-
-
-class LexicalIndex:
-    """BM25 over normalised tokens, with compound parts ("Panzerschule" → "panz", "schul").
-
-    An inverted index keeps a query proportional to the postings it touches, not to the corpus.
-    """
-
-    def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        base = [tokenize(t) for t in texts]
-        self._vocab = {tok for toks in base for tok in toks if len(tok) >= 4}
-        parts = {tok: self._compound_parts(tok) for tok in {t for toks in base for t in toks}}
-        docs = [toks + [p for t in toks for p in parts[t]] for toks in base]
-        self.lengths = [len(d) for d in docs]
-        self.avg = sum(self.lengths) / max(1, len(docs))
-        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        for i, doc in enumerate(docs):
-            for tok, tf in Counter(doc).items():
-                self.postings[tok].append((i, tf))
-        n = len(docs)
-        self.idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for t, p in self.postings.items()}
-
-    def _compound_parts(self, token: str) -> list[str]:
-        """Up to four known words of >= 4 letters that begin or end a longer token, longest first.
-
-        Looks up the token's own prefixes and suffixes, so the cost is the token's length, not the
-        vocabulary's size.
-        """
-        found: list[str] = []
-        if len(token) < 8:
-            return found
-        for length in range(len(token) - 3, 3, -1):
-            for part in (token[:length], token[-length:]):
-                if part in self._vocab and part not in found:
-                    found.append(part)
-        return found[:4]
-
-    def search(self, query: str, n: int) -> list[tuple[int, float]]:
-        toks = tokenize(query)
-        toks += [p for t in toks for p in self._compound_parts(t)]
-        scores: dict[int, float] = defaultdict(float)
-        for tok in set(toks):
-            idf = self.idf.get(tok)
-            if idf is None:
-                continue
-            for doc, tf in self.postings[tok]:
-                norm = tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * self.lengths[doc] / self.avg))
-                scores[doc] += idf * norm
-        return sorted(scores.items(), key=lambda kv: -kv[1])[:n]
 
 
 def rrf(rankings: list[list[str]], k: int = 60, weights: list[float] | None = None) -> dict[str, float]:
@@ -146,7 +60,7 @@ class HybridRetriever(BaseRetriever):
         """(Re)load chunks and the lexical index from the store."""
         self._chunks = self.store.chunks()
         self._by_id = {c.id: c for c in self._chunks}
-        self._lexical = LexicalIndex([c.text for c in self._chunks])
+        self._lexical = self.store.lexical_index(self._chunks)
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -168,7 +82,7 @@ class HybridRetriever(BaseRetriever):
         fetch = max(self.fetch_k, k)
         dense = [(i, s) for i, s in self.store.dense_search(query, fetch, doc) if i in self._by_id]
         assert self._lexical is not None
-        lexical = [(chunks[i].id, s) for i, s in self._lexical.search(query, len(chunks) if doc else fetch)]
+        lexical = [(i, s) for i, s in self._lexical.search(query, len(chunks) if doc else fetch) if i in self._by_id]
         if doc:
             lexical = [(i, s) for i, s in lexical if self._by_id[i].doc_id == doc][:fetch]
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k, [1.0, self.lexical_weight])

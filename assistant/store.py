@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ from langchain_core.embeddings import Embeddings
 from . import AssistantError, models
 from .chunking import CHUNKER_VERSION, Chunk, chunk_documents
 from .corpus import Document, parse_text
+from .lexical import LexicalIndex
 from .settings import Settings
 
 
@@ -240,6 +242,31 @@ class Store:
             for i, t, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
         }
 
+    def _lexical_dir(self, chunks_collection: str) -> Path:
+        return self.settings.home / "lexical" / chunks_collection
+
+    def lexical_index(self, chunks: list[Chunk] | None = None) -> LexicalIndex:
+        """The live collection's BM25 index, memory-mapped from beside the Chroma index.
+
+        Ingest writes it; its folder is named after the chunk collection, whose name is new at
+        every ingest, so it flips with the pointer. An app whose data directory lacks it (the
+        index lives on a Chroma server another machine filled) builds it once from the
+        collection's chunks and keeps it under the same name; every process then reads that.
+        """
+        name = self._pointer().get("chunks")
+        if not name:
+            raise StoreError("no index yet; run `assistant ingest` first")
+        folder = self._lexical_dir(name)
+        try:
+            return LexicalIndex.load(folder)
+        except (FileNotFoundError, ValueError, OSError):
+            shutil.rmtree(folder, ignore_errors=True)
+        chunks = self.chunks() if chunks is None else chunks
+        index = LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks])
+        index.save(folder)
+        self._prune_lexical({name})
+        return index
+
     def dense_search(self, query: str, n: int, doc: str | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) for the ``n`` nearest chunks, of document ``doc`` if given."""
         collection, _ = self._live()
@@ -350,6 +377,7 @@ class Store:
             f"{base}__chunks_{tag}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
         docs_col = self.client.create_collection(f"{base}__docs_{tag}", embedding_function=None)
+        LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks]).save(self._lexical_dir(chunks_col.name))
         self._add(chunks_col, chunks, lambda part: {
             "ids": [c.id for c in part],
             "documents": [c.text for c in part],
@@ -389,8 +417,16 @@ class Store:
             name = collection if isinstance(collection, str) else collection.name
             if name.startswith(prefix) and name not in live:
                 self._delete(name)
+        self._prune_lexical(live)
+
+    def _prune_lexical(self, live: set) -> None:
+        """Remove this collection's lexical index folders that no live collection names."""
+        for folder in self._lexical_dir("").glob(f"*{self.settings.collection}__*"):
+            if folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _delete(self, name: str) -> None:
+        shutil.rmtree(self._lexical_dir(name), ignore_errors=True)
         try:
             self.client.delete_collection(name)
         except Exception:  # noqa: BLE001 - already gone is fine

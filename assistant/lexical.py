@@ -1,0 +1,153 @@
+"""Words and the lexical (BM25) index: one normalisation for retrieval, evidence and verification.
+
+A word is lower-cased, stop words are dropped, and the rest goes through PyStemmer's Snowball
+stemmer (German by default: it folds umlauts and ß itself, and reads "ue" as "ü"). Snowball does
+not split compounds, so the index adds, as a documented pre-step of its own, the known words of
+four or more letters that begin or end a longer token ("Panzerschulen" also counts as "panz").
+
+The index is ``bm25s`` (Lucene BM25 on sparse matrices). It is built at ingest, saved beside the
+Chroma collection it describes and loaded memory-mapped, so an app start reads it instead of
+rebuilding it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+STEMMER_LANGUAGE = "german"  # Snowball's German stemmer; on English words it strips -s/-en/-er/-e alike
+_STOPWORDS = set(
+    """der die das den dem des ein eine einer einen einem eines und oder aber in im ins an am auf
+    aus bei mit nach von vom vor zu zum zur über unter durch für gegen ohne um als wie wo wer was
+    wann warum wieso weshalb welche welcher welches welchen ist sind war waren wurde wurden hat
+    hatte hatten haben sich sie er es ihr ihre ihren sein seine nicht auch nur noch so dass da
+    dies diese dieser diesem diesen dann denn doch kein keine the a an of to in on for and or
+    is are was were be been by with what who whom when where why how which did does do that this
+    from at as it its their they he she his her not about ihrem ihres ihrer seinem seiner seines seinen
+    ihm ihn dort dessen deren jene jener man wir uns mir mich dir dich them him there""".split()
+)
+_WORD = re.compile(r"\w+")
+_stem_lock = threading.Lock()  # a PyStemmer object must not be used by two threads at once
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer(STEMMER_LANGUAGE)
+
+
+@lru_cache(maxsize=65536)
+def normalise(word: str) -> str:
+    """Case-, umlaut- and inflection-insensitive form of one word.
+
+    >>> [normalise(w) for w in ["Panzern", "Panzer", "Verträgen", "Vertrag", "Ruestung", "Straße"]]
+    ['panz', 'panz', 'vertrag', 'vertrag', 'rustung', 'strass']
+    """
+    with _stem_lock:
+        return _stemmer().stemWord(word.lower())
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalised content words of a text.
+
+    >>> tokenize("Wo wurden die Piloten ausgebildet?")
+    ['pilot', 'ausgebild']
+    """
+    return [
+        normalise(w) for w in _WORD.findall(text)
+        if w.lower() not in _STOPWORDS and (len(w) > 1 or w.isdigit())
+    ]
+
+
+def compound_parts(token: str, vocabulary: set[str] | dict[str, int]) -> list[str]:
+    """Up to four known words of >= 4 letters that begin or end a longer token, longest first.
+
+    Looks up the token's own prefixes and suffixes, so the cost is the token's length, not the
+    vocabulary's size.
+
+    >>> compound_parts("panzerschul", {"panz", "schul", "pilot"})
+    ['schul', 'panz']
+    """
+    found: list[str] = []
+    if len(token) < 8:
+        return found
+    for length in range(len(token) - 3, 3, -1):
+        for part in (token[:length], token[-length:]):
+            if part in vocabulary and part not in found:
+                found.append(part)
+    return found[:4]
+
+
+class LexicalIndex:
+    """BM25 over normalised tokens plus compound parts, with the ids of what it indexes.
+
+    >>> texts = ["Die Panzerschule lag bei Kasan.", "Panzer kamen aus Deutschland.", "Piloten flogen in Lipezk."]
+    >>> index = LexicalIndex.build(texts, ["a", "b", "c"])
+    >>> [i for i, _ in index.search("Wo fuhren Panzer?", 3)]
+    ['b', 'a']
+    """
+
+    K1, B = 1.2, 0.75
+
+    def __init__(self, bm25, ids: list[str]) -> None:
+        self._bm25 = bm25
+        self.ids = ids
+        self._vocabulary = {t for t in bm25.vocab_dict if len(t) >= 4}
+
+    @classmethod
+    def build(cls, texts: list[str], ids: list[str]) -> LexicalIndex:
+        import bm25s
+
+        base = [tokenize(t) for t in texts]
+        vocabulary = {tok for toks in base for tok in toks if len(tok) >= 4}
+        parts = {tok: compound_parts(tok, vocabulary) for tok in {t for toks in base for t in toks}}
+        docs = [toks + [p for t in toks for p in parts[t]] for toks in base]
+        bm25 = bm25s.BM25(k1=cls.K1, b=cls.B, method="lucene")
+        bm25.index(docs, show_progress=False)
+        return cls(bm25, list(ids))
+
+    def save(self, folder: Path) -> None:
+        """Write the index to ``folder`` whole: into a temporary sibling first, then renamed."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
+        self._bm25.save(str(tmp), show_progress=False)
+        (tmp / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process saved the same index first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        """Memory-map a saved index; ``FileNotFoundError`` or ``ValueError`` if it is not whole."""
+        import bm25s
+
+        ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        if bm25.scores["num_docs"] != len(ids):
+            raise ValueError(f"lexical index {folder} does not match its ids")
+        return cls(bm25, ids)
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        """The ``n`` best (id, BM25 score) pairs; only documents sharing a word with the query."""
+        toks = tokenize(query)
+        toks += [p for t in toks for p in compound_parts(t, self._vocabulary)]
+        known = list(dict.fromkeys(t for t in toks if t in self._bm25.vocab_dict))
+        if not known or n <= 0:
+            return []
+        scores = self._bm25.get_scores(known)
+        n = min(n, int(np.count_nonzero(scores)))
+        if n == 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in top]
