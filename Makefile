@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup models run test test-fast browser eval eval-baselines bench-retrieval bench-scale bench-chat screenshot loadtest lint clean
+.PHONY: setup models run test test-fast browser eval eval-baselines bench-retrieval bench-scale bench-lexical bench-language bench-chat screenshot loadtest lint clean
 
 setup: $(STAMP) models
 
@@ -67,6 +67,18 @@ bench-chat: setup browser
 bench-scale: setup
 	$(BIN)/python eval/bench_scale.py --sizes 100 1000 10000 100000 --out runs/scale
 	cp runs/scale/scale.png docs/scale.png
+
+# BM25 start-up load and query at 10^3..10^5 chunks, against the hand-written index of ef82bf8 (~3 min).
+bench-lexical: setup
+	rm -rf runs/before-bm25s && git worktree add --force --detach runs/before-bm25s ef82bf8
+	$(BIN)/python eval/bench_lexical.py --sizes 1000 10000 100000 --before runs/before-bm25s --out runs/lexical
+	git worktree remove --force runs/before-bm25s
+
+# Language identification on the eval questions and 44 short questions in 8 languages, against ef82bf8.
+bench-language: setup
+	rm -rf runs/before-langid && git worktree add --force --detach runs/before-langid ef82bf8
+	$(BIN)/python eval/bench_language.py --before runs/before-langid
+	git worktree remove --force runs/before-langid
 
 screenshot: setup browser
 	SCREENSHOT_TO=docs/screenshot.png $(BIN)/python -m pytest -q --run-slow tests/test_browser.py -k local_model
