@@ -71,13 +71,13 @@ bench-scale: setup
 # BM25 start-up load and query at 10^3..10^5 chunks, against the hand-written index of ef82bf8 (~3 min).
 bench-lexical: setup
 	rm -rf runs/before-bm25s && git worktree add --force --detach runs/before-bm25s ef82bf8
-	$(BIN)/python eval/bench_lexical.py --sizes 1000 10000 100000 --before runs/before-bm25s --out runs/lexical
+	$(BIN)/python eval/bench_lexical.py --sizes 1000 10000 100000 --before $(CURDIR)/runs/before-bm25s --out runs/lexical
 	git worktree remove --force runs/before-bm25s
 
 # Language identification on the eval questions and 44 short questions in 8 languages, against ef82bf8.
 bench-language: setup
 	rm -rf runs/before-langid && git worktree add --force --detach runs/before-langid ef82bf8
-	$(BIN)/python eval/bench_language.py --before runs/before-langid
+	$(BIN)/python eval/bench_language.py --before $(CURDIR)/runs/before-langid
 	git worktree remove --force runs/before-langid
 
 screenshot: setup browser
