@@ -266,7 +266,7 @@ def _local_chat(model: str, settings: Settings) -> BaseChatModel:
             raise BackendError(f"local model {model!r} is neither a packaged model ({', '.join(llms)}) nor a .gguf path")
     else:
         path = models.require(model, settings.cache_dir)
-    llama = _load_llama(path, settings.threads, 4096)
+    llama = _load_llama(path, settings.threads, settings.n_ctx)
     state = PromptState(settings.cache_dir / "prompt-state", path)
     return LlamaCppChat(llama=llama, model_name=model, max_tokens=settings.max_tokens, state=state)
 

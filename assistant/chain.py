@@ -247,7 +247,7 @@ class AnswerChain:
         self.prompts = prompts or Prompts()
         self.fallback = fallback
         embeddings = retriever.store.embeddings
-        self.support = Support(similarity=embedding_similarity(embeddings))
+        self.support = Support.for_settings(settings, embedding_similarity(embeddings))
         self._numbering: dict[int, Chunk] | None = None
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
@@ -260,7 +260,8 @@ class AnswerChain:
             chunks = self.retriever.chunks
             self._numbering = {i + 1: c for i, c in enumerate(chunks)}
             whole = format_passages(list(self._numbering.items()))
-            fits = len(whole) / 3.2 < 2600  # ~tokens; leaves room in a 4096 context
+            settings = self.settings
+            fits = len(whole) / settings.chars_per_token < settings.n_ctx - settings.context_reserve
             titles = sorted({c.title for c in chunks})
             self._system = self.prompts.render(
                 "system", title=", ".join(titles) if len(titles) < 4 else f"{len(titles)} Dokumente",
@@ -364,7 +365,7 @@ class AnswerChain:
         # Evidence must match what is asked now: when no rewrite could be used, rank by the follow-up.
         focus = question if history and rewritten.startswith(question) else rewritten
         asked = analyse(focus)
-        ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings)
+        ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
         evidence = select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
         strong = coverage(asked, evidence.texts) >= self.settings.min_coverage_over_model
         # Unfamiliar words and weak evidence together: no quote can answer this.
@@ -483,7 +484,7 @@ class AnswerChain:
         # Asked for a number or a date, a sentence without one does not answer.
         lead = [
             (claim, found) for claim, found in lead
-            if not _near_copy(claim, found)
+            if not _near_copy(claim, found, self.settings.near_copy_share)
             and (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
         ]
@@ -517,7 +518,7 @@ class AnswerChain:
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
 
 
-def _near_copy(claim: str, found: list[tuple[Chunk, Any]]) -> bool:
+def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = 0.7) -> bool:
     """More than three content words, nearly all from the one sentence the claim cites.
 
     >>> from assistant.chunking import Span
@@ -529,7 +530,7 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]]) -> bool:
     if len(found) != 1 or len(words) <= 3:
         return False
     source = set(tokenize(found[0][1].text))
-    return sum(_said(w, source) for w in words) / len(words) >= 0.7
+    return sum(_said(w, source) for w in words) / len(words) >= share
 
 
 def _said(token: str, said: set[str]) -> bool:
@@ -575,10 +576,9 @@ def _brief(exc: Exception) -> str:
 def build_chain(settings: Settings, backend: str | None = None, retriever: HybridRetriever | None = None) -> AnswerChain:
     """The chain for ``backend`` (default: the settings'), with the extractive fallback."""
     from .backends import make_chat_model
-    from .store import Store
 
     spec = backend or settings.backend
-    retriever = retriever or HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
+    retriever = retriever or HybridRetriever.for_settings(settings)
     model = make_chat_model(spec, settings)
     fallback = None
     if model is not None and settings.fallback:

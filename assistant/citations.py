@@ -143,6 +143,10 @@ class Support:
     min_lexical: float = 0.6
     min_similarity: float = 0.68
 
+    @classmethod
+    def for_settings(cls, settings: Any, similarity: Callable[[str, list[str]], list[float]] | None) -> Support:
+        return cls(similarity, settings.support_min_lexical, settings.support_min_similarity)
+
     def holds(self, claim: str, passages: Sequence[str]) -> bool:
         """Whether the passages together support the claim: their words cover it (numbers and
         negation included), or one of their sentences is close to it in meaning."""

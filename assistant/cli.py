@@ -172,11 +172,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .retrieval import HybridRetriever, validate_query
-    from .store import Store
 
     settings = settings_from(args)
     query = validate_query(args.query, settings.max_question_chars)
-    retriever = HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
+    retriever = HybridRetriever.for_settings(settings)
     docs = retriever.search(query)
     if args.json:
         print(json.dumps([{"chunk_id": d.id, "text": d.page_content, **{k: d.metadata[k] for k in ("score", "dense_score", "lexical_score", "footnotes")}} for d in docs], ensure_ascii=False, indent=2))

@@ -25,7 +25,6 @@ from .evaluation import (
 )
 from .retrieval import HybridRetriever
 from .settings import Settings
-from .store import Store
 
 
 def _folder_name(backend: str) -> str:
@@ -57,12 +56,10 @@ def run_eval(
     if not items:
         raise AssistantError(f"{qa}: no items in split {split!r}")
     out.mkdir(parents=True, exist_ok=True)
-    retriever = HybridRetriever(store=Store(settings), k=settings.k, fetch_k=settings.fetch_k)
+    retriever = HybridRetriever.for_settings(settings)
     summary: dict[str, Any] = {"qa": str(qa), "split": split, "items": len(items), "settings": {
-        "k": settings.k, "chunk_sentences": settings.chunk_sentences, "embedding_model": settings.embedding_model,
-        "min_relevance": settings.min_relevance, "min_lexical": settings.min_lexical,
-        "second_fact_margin": settings.second_fact_margin, "min_coverage_over_model": settings.min_coverage_over_model,
-        "min_nearby": settings.min_nearby}}
+        "k": settings.k, "fetch_k": settings.fetch_k, "chunk_sentences": settings.chunk_sentences,
+        "embedding_model": settings.embedding_model, **settings.thresholds()}}
     from .baseline import bm25_retrieval, textbook_retrieval
 
     systems = [ours(retriever), bm25_retrieval(retriever.chunks)]
@@ -153,7 +150,7 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
             bar.set_postfix(acc=f"{correct / n:.2f}")
     records = [done[i["id"]] for i in items]
     _fill_similarity(records, retriever.store.embeddings)
-    _fill_alce(records, Support(similarity=embedding_similarity(retriever.store.embeddings)))
+    _fill_alce(records, Support.for_settings(settings, embedding_similarity(retriever.store.embeddings)))
     scratch = path.with_suffix(".jsonl.tmp")  # with the judgements, replacing the appended lines at once
     _write_jsonl(scratch, records)
     scratch.replace(path)

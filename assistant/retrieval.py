@@ -56,6 +56,12 @@ class HybridRetriever(BaseRetriever):
     _by_id: dict[str, Chunk] = PrivateAttr(default_factory=dict)
     _lexical: LexicalIndex | None = PrivateAttr(default=None)
 
+    @classmethod
+    def for_settings(cls, settings: Any, store: Store | None = None) -> HybridRetriever:
+        """The retriever ``settings`` describe, over ``store`` (by default the one they name)."""
+        return cls(store=store or Store(settings), k=settings.k, fetch_k=settings.fetch_k,
+                   rrf_k=settings.rrf_k, lexical_weight=settings.fusion_lexical_weight)
+
     def refresh(self) -> None:
         """(Re)load chunks and the lexical index from the store."""
         self._chunks = self.store.chunks()

@@ -27,6 +27,9 @@ def _default_cache() -> Path:
     return Path(base) / "assistant"
 
 
+THRESHOLD = {"threshold": True}
+
+
 class SettingsError(AssistantError, ValueError):
     """A setting has a bad value; the message names the setting."""
 
@@ -47,15 +50,25 @@ class Settings(BaseSettings):
     chunk_sentences: int = Field(3, ge=1, le=20, description="sentences per chunk")
     k: int = Field(4, ge=1, le=50, description="passages given to the model")
     fetch_k: int = Field(20, ge=1, le=500, description="candidates per ranker before fusion")
-    min_relevance: float = Field(0.35, description="refuse when the best dense score is below this...")
-    min_lexical: float = Field(4.0, description="...and the best BM25 score is below this")
+    # Thresholds: each says what it was set on; all of them go into every eval's summary.json.
+    min_relevance: float = Field(0.35, description="refuse when the best dense score is below this... (hand-set: dev split's off-topic questions fall below, article questions above)", json_schema_extra=THRESHOLD)
+    min_lexical: float = Field(4.0, description="...and the best BM25 score is below this (hand-set with min_relevance on the same questions)", json_schema_extra=THRESHOLD)
+    fusion_lexical_weight: float = Field(0.7, description="weight of the BM25 ranking against the dense one in reciprocal rank fusion (retrieval recall@5 on the dev split)", json_schema_extra=THRESHOLD)
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant (Cormack et al. 2009; not tuned)", json_schema_extra=THRESHOLD)
+    sentence_lexical_weight: float = Field(0.3, description="share of the question's words a sentence holds, added to its cosine when evidence is ranked (evidence choice on the dev split)", json_schema_extra=THRESHOLD)
     second_fact_margin: float = Field(
-        0.25, description="a second evidence sentence that covers more of the question may score this far below the best (dev split: 0.25 beat 0.15 by one item)"
+        0.25, description="a second evidence sentence that covers more of the question may score this far below the best (dev split: 0.25 beat 0.15 by one item)", json_schema_extra=THRESHOLD
     )
     min_coverage_over_model: float = Field(
-        0.75, description="when the model says the text does not answer, quote anyway if the evidence holds this share of the question's words (set on the dev split)"
+        0.75, description="when the model says the text does not answer, quote anyway if the evidence holds this share of the question's words (set on the dev split)", json_schema_extra=THRESHOLD
     )
-    min_nearby: float = Field(0.45, description="a refusal shows the nearest sentences when they score at least this (set by reading dev refusals)")
+    min_nearby: float = Field(0.45, description="a refusal shows the nearest sentences when they score at least this (set by reading dev refusals)", json_schema_extra=THRESHOLD)
+    support_min_lexical: float = Field(0.6, description="share of a claim's content words its sources must hold to support it (hand-made claim/source pairs, tests/test_citations.py)", json_schema_extra=THRESHOLD)
+    support_min_similarity: float = Field(0.68, description="claim-to-sentence cosine that supports a claim across languages (a translation scores 0.68-0.77 against its source, a wrong place or name 0.54-0.59 on hand-made pairs)", json_schema_extra=THRESHOLD)
+    near_copy_share: float = Field(0.7, description="a model sentence with this share of its one source's words is shown as that quote instead (read on dev answers)", json_schema_extra=THRESHOLD)
+    n_ctx: int = Field(4096, ge=512, description="context window of the local model (llama.cpp)", json_schema_extra=THRESHOLD)
+    context_reserve: int = Field(1500, ge=0, description="tokens of n_ctx kept for question, history and answer when every passage goes into the system prompt", json_schema_extra=THRESHOLD)
+    chars_per_token: float = Field(3.2, gt=0, description="characters per token of German text (measured with the Qwen2.5 tokenizer on the article)", json_schema_extra=THRESHOLD)
     backend: str = Field("local", description="provider/model, e.g. local, extractive, openai/gpt-4o-mini")
     fallback: str | None = Field("extractive", description="backend used when the chosen one fails")
     openai_base_url: str | None = None
@@ -90,6 +103,17 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.home / "chroma"
+
+    def thresholds(self) -> dict[str, Any]:
+        """Every tuned number, by name (for ``summary.json``).
+
+        >>> Settings().thresholds()["n_ctx"]
+        4096
+        """
+        return {
+            name: getattr(self, name) for name, field in type(self).model_fields.items()
+            if (field.json_schema_extra or {}).get("threshold")
+        }
 
 
 class _TomlSource(PydanticBaseSettingsSource):

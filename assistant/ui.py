@@ -20,7 +20,6 @@ from .chain import AnswerChain, build_chain
 from .corpus import DEBRIS
 from .retrieval import HybridRetriever, clean_question
 from .settings import Settings
-from .store import Store
 
 EXAMPLES = [
     "Wo wurden die deutschen Piloten ausgebildet?",
@@ -72,9 +71,7 @@ class ChatService:
         with self._lock:
             if backend not in self._chains:
                 if self.retriever is None:
-                    self.retriever = HybridRetriever(
-                        store=Store(self.settings), k=self.settings.k, fetch_k=self.settings.fetch_k
-                    )
+                    self.retriever = HybridRetriever.for_settings(self.settings)
                     self.retriever.refresh()
                 self._chains[backend] = build_chain(self.settings, backend, self.retriever)
             return self._chains[backend]

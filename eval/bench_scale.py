@@ -153,7 +153,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         disk_mb = sum(p.stat().st_size for p in Path(home).rglob("*") if p.is_file()) / 2**20
 
-        retriever = HybridRetriever(store=store, k=settings.k, fetch_k=settings.fetch_k)
+        retriever = HybridRetriever.for_settings(settings, store)
         start = time.perf_counter()
         retriever.refresh()
         load_s = time.perf_counter() - start
