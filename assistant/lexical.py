@@ -1,9 +1,11 @@
 """Words and the lexical (BM25) index: one normalisation for retrieval, evidence and verification.
 
 A word is lower-cased, stop words are dropped, and the rest goes through PyStemmer's Snowball
-stemmer (German by default: it folds umlauts and ß itself, and reads "ue" as "ü"). Snowball does
-not split compounds, so the index adds, as a documented pre-step of its own, the known words of
-four or more letters that begin or end a longer token ("Panzerschulen" also counts as "panz").
+stemmer (German by default: it folds umlauts and ß itself, and reads "ue" as "ü"). Two steps of
+our own keep what the hand-written normaliser before it did and Snowball does not: a noun in
+"-ung" loses it, so it meets its verb ("Leitung" / "leitete": "leit"), and the index adds to every
+long token the known words of four or more letters that begin or end it (compound parts:
+"Panzerschulen" also counts as "panz").
 
 The index is ``bm25s`` (Lucene BM25 on sparse matrices). It is built at ingest, saved beside the
 Chroma collection it describes and loaded memory-mapped, so an app start reads it instead of
@@ -24,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 STEMMER_LANGUAGE = "german"  # Snowball's German stemmer; on English words it strips -s/-en/-er/-e alike
+# Saved indexes record this; one made by other word rules is rebuilt, not misread. Change it with them.
+WORD_RULES = f"snowball-{STEMMER_LANGUAGE}+ung+parts/1"
 _STOPWORDS = set(
     """der die das den dem des ein eine einer einen einem eines und oder aber in im ins an am auf
     aus bei mit nach von vom vor zu zum zur über unter durch für gegen ohne um als wie wo wer was
@@ -49,11 +53,12 @@ def _stemmer():
 def normalise(word: str) -> str:
     """Case-, umlaut- and inflection-insensitive form of one word.
 
-    >>> [normalise(w) for w in ["Panzern", "Panzer", "Verträgen", "Vertrag", "Ruestung", "Straße"]]
-    ['panz', 'panz', 'vertrag', 'vertrag', 'rustung', 'strass']
+    >>> [normalise(w) for w in ["Panzern", "Panzer", "Verträgen", "Vertrag", "Ruestung", "Straße", "Leitung"]]
+    ['panz', 'panz', 'vertrag', 'vertrag', 'rust', 'strass', 'leit']
     """
     with _stem_lock:
-        return _stemmer().stemWord(word.lower())
+        stem = _stemmer().stemWord(word.lower())
+    return stem[:-3] if stem.endswith("ung") and len(stem) >= 7 else stem
 
 
 def tokenize(text: str) -> list[str]:
@@ -120,7 +125,7 @@ class LexicalIndex:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
         self._bm25.save(str(tmp), show_progress=False)
-        (tmp / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
+        (tmp / "ids.json").write_text(json.dumps({"word_rules": WORD_RULES, "ids": self.ids}), encoding="utf-8")
         try:
             os.rename(tmp, folder)
         except OSError:  # another process saved the same index first: theirs is as good
@@ -128,10 +133,14 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
-        """Memory-map a saved index; ``FileNotFoundError`` or ``ValueError`` if it is not whole."""
+        """Memory-map a saved index; ``FileNotFoundError`` or ``ValueError`` if it is not whole or
+        was made by other word rules."""
         import bm25s
 
-        ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        saved = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        if not isinstance(saved, dict) or saved.get("word_rules") != WORD_RULES:
+            raise ValueError(f"lexical index {folder} was made by other word rules")
+        ids = saved["ids"]
         bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
         if bm25.scores["num_docs"] != len(ids):
             raise ValueError(f"lexical index {folder} does not match its ids")

@@ -35,7 +35,7 @@ def test_a_missing_or_damaged_index_is_rebuilt_from_the_collection(settings_fact
     store.ingest([read_document(ARTICLE)])
     folder = settings.home / "lexical" / store._pointer()["chunks"]
     expected = store.lexical_index().search("Wo wurden die Piloten ausgebildet?", 3)
-    (folder / "ids.json").write_text("[]", encoding="utf-8")  # damaged: ids no longer match
+    (folder / "ids.json").write_text('{"word_rules": "older", "ids": []}', encoding="utf-8")  # stale and damaged
     assert store.lexical_index().search("Wo wurden die Piloten ausgebildet?", 3) == expected
     for path in folder.iterdir():
         path.unlink()
