@@ -17,6 +17,7 @@ from .chunking import Chunk, Span
 from .corpus import split_sentences
 from .evidence import negated
 from .lexical import tokenize
+from .store import cosine
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")
@@ -205,7 +206,7 @@ def embedding_similarity(embeddings: Any) -> Callable[[str, list[str]], list[flo
 
     def similarity(claim: str, texts: list[str]) -> list[float]:
         claim_vector, *vectors = embeddings.embed_documents([claim, *texts])
-        return [sum(a * b for a, b in zip(claim_vector, v)) for v in vectors]
+        return [cosine(claim_vector, v) for v in vectors]
 
     return similarity
 

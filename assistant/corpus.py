@@ -22,7 +22,7 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 DEBRIS = {"bearbeiten", "quelltext bearbeiten", "edit", "[edit]"}
 # Headings that introduce the reference list.
 _REFERENCE_HEADINGS = {"einzelnachweise", "anmerkungen", "references", "notes", "quellen", "fußnoten"}
-_FOOTNOTE = re.compile(r"\[(\d{1,3})\]")
+MARKER = re.compile(r"\[(\d{1,3})\]")  # a footnote marker [n]: in the article, and in answers
 _REFERENCE_LINE = re.compile(r"^\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+?)\s*$")
 # Abbreviations that end with a period but do not end a sentence (lower-cased, without the dot).
 _ABBREVIATIONS = {
@@ -150,8 +150,8 @@ def _append_sentence(out: list[Sentence], text: str, start: int, end: int, offse
     if not stripped:
         return
     lead = len(raw) - len(raw.lstrip())
-    footnotes = tuple(int(n) for n in _FOOTNOTE.findall(stripped))
-    clean = re.sub(r"\s{2,}", " ", _FOOTNOTE.sub("", stripped)).strip()
+    footnotes = tuple(int(n) for n in MARKER.findall(stripped))
+    clean = re.sub(r"\s{2,}", " ", MARKER.sub("", stripped)).strip()
     s_start = offset + start + lead
     out.append(Sentence(len(out), clean, s_start, s_start + len(stripped), footnotes))
 

@@ -25,6 +25,7 @@ from .evaluation import (
 )
 from .retrieval import HybridRetriever
 from .settings import Settings
+from .store import cosine
 
 
 def _folder_name(backend: str) -> str:
@@ -174,7 +175,7 @@ def _fill_similarity(records: list[dict], embeddings: Any) -> None:
             record["similarity"] = 0.0
             continue
         answer, reference = embeddings.embed_documents([record["answer"], record["reference"]])
-        record["similarity"] = round(sum(a * b for a, b in zip(answer, reference)), 4)
+        record["similarity"] = round(cosine(answer, reference), 4)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

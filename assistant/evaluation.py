@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import AssistantError
+from .corpus import MARKER
 
 KINDS = {"factoid", "list", "why", "yesno", "multihop", "source", "followup", "unanswerable", "injection"}
 REQUIRED = ("id", "question", "answer", "must", "evidence", "answerable", "lang", "kind")
-_MARKER = re.compile(r"\[\d{1,3}\]")
 
 
 class EvalError(AssistantError, ValueError):
@@ -52,7 +52,7 @@ def load_qa(path: Path, split: str = "all") -> list[dict[str, Any]]:
 
 
 def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", _MARKER.sub("", text)).strip().lower()
+    return re.sub(r"\s+", " ", MARKER.sub("", text)).strip().lower()
 
 
 def covers(evidence: list[str], passages: list[str]) -> bool:

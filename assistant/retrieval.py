@@ -19,7 +19,7 @@ from pydantic import ConfigDict, PrivateAttr
 from . import AssistantError
 from .chunking import Chunk, Span
 from .lexical import LexicalIndex, tokenize
-from .store import Store
+from .store import Store, cosine
 
 
 def rrf(rankings: list[list[str]], k: int = 60, weights: list[float] | None = None) -> dict[str, float]:
@@ -163,7 +163,6 @@ def rank_sentences(
     qtok = set(tokenize(query))
     scored = []
     for (chunk, span), vec in zip(spans, vectors):
-        cosine = sum(a * b for a, b in zip(qv, vec))
         overlap = len(qtok & set(tokenize(span.text))) / len(qtok) if qtok else 0.0
-        scored.append((cosine + lexical_weight * overlap, chunk, span))
+        scored.append((cosine(qv, vec) + lexical_weight * overlap, chunk, span))
     return sorted(scored, key=lambda t: -t[0])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from . import AssistantError, models
@@ -64,6 +65,15 @@ class SentenceTransformerEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self._encode("query", [text])[0]
+
+
+def cosine(u: Any, v: Any) -> float:
+    """Cosine of two embeddings: the vectors are normalised when encoded, so their dot product.
+
+    >>> cosine([0.6, 0.8], [1.0, 0.0])
+    0.6
+    """
+    return float(np.dot(u, v))
 
 
 def resolve_embedding_model(name: str, cache_dir: Path) -> str:

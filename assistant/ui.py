@@ -17,7 +17,7 @@ import gradio as gr
 from . import AssistantError
 from .backends import available
 from .chain import AnswerChain, build_chain
-from .corpus import DEBRIS
+from .corpus import DEBRIS, MARKER
 from .retrieval import HybridRetriever, clean_question
 from .settings import Settings
 
@@ -31,7 +31,6 @@ EXAMPLES = [
 ALL_DOCUMENTS = "Alle Dokumente"
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
-_SUP = re.compile(r"\[(\d{1,3})\]")
 _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
 
@@ -169,7 +168,7 @@ def render_answer(text: str) -> str:
     >>> render_answer("In Lipezk [1].")
     'In Lipezk<sup>[1]</sup>.'
     """
-    return _SUP.sub(r"<sup>[\1]</sup>", html.escape(text, quote=False)).replace(" <sup>", "<sup>")
+    return MARKER.sub(r"<sup>[\1]</sup>", html.escape(text, quote=False)).replace(" <sup>", "<sup>")
 
 
 def plain_text(content: Any) -> str:
@@ -226,7 +225,7 @@ def article_html(title: str, source: str, highlight: tuple[int, int] | None = No
             blocks.append(f'<ol class="references">{items}</ol>')
         elif lines:
             text = "<br>".join(line.strip() for line in lines)
-            blocks.append("<p>" + _SUP.sub(r'<a class="ref" href="#ref-\1">[\1]</a>', text) + "</p>")
+            blocks.append("<p>" + MARKER.sub(r'<a class="ref" href="#ref-\1">[\1]</a>', text) + "</p>")
     return f'<div class="article" id="article"><h3>{html.escape(title)}</h3>{"".join(blocks)}</div>'
 
 
@@ -293,7 +292,7 @@ class ChatHandlers:
                     messages[-1] = {"role": "assistant", "content": evidence}
                     yield list(messages), list(answers)
                 elif kind == "token":  # the model's draft, visibly unchecked until verified
-                    draft = f"<small><i>{DRAFT} {html.escape(_SUP.sub('', value))} ▌</i></small>"
+                    draft = f"<small><i>{DRAFT} {html.escape(MARKER.sub('', value))} ▌</i></small>"
                     messages[-1] = {"role": "assistant", "content": f"{evidence}<br>{draft}" if evidence else draft}
                     yield list(messages), list(answers)
                 else:
