@@ -6,13 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup models run test test-fast browser eval eval-baselines bench-retrieval bench-scale bench-lexical bench-language bench-chat screenshot loadtest lint clean
+.PHONY: setup setup-dev models run test test-fast browser eval eval-baselines bench-retrieval bench-scale bench-lexical bench-language bench-chat screenshot loadtest lint clean
 
 setup: $(STAMP) models
+# Tests, evals and benchmarks also need the [dev] and [eval] extras; the chat needs neither.
+setup-dev: $(DEV_STAMP) models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +24,12 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev,server]"
+	$(PIP) install --quiet -e ".[server]"
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[server,eval,dev]"
+	touch $(DEV_STAMP)
 
 models: $(STAMP)
 	$(BIN)/assistant models fetch
@@ -34,62 +41,62 @@ run: setup
 	$(BIN)/assistant ingest
 	$(BIN)/assistant serve
 
-test: setup browser
+test: setup-dev browser
 	$(BIN)/assistant models fetch qwen2.5-coder-0.5b-instruct
 	$(BIN)/python -m pytest --run-slow
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
 # Test split, our backends and the whole-article baseline in one run (~15 min here).
-eval: setup
+eval: setup-dev
 	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --baseline --out runs/latest \
 		--backend local --backend extractive --backend baseline:article
 
 # The slower baselines (BM25 + simple prompt, textbook LangChain at ~30 s a question: ~1 h here).
-eval-baselines: setup
+eval-baselines: setup-dev
 	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --baseline --out runs/baselines \
 		--backend baseline:bm25 --backend baseline:textbook
 
-bench-retrieval: setup
+bench-retrieval: setup-dev
 	$(BIN)/assistant ingest
 	$(BIN)/assistant eval --qa eval/qa.jsonl --retrieval-only --baseline --out runs/retrieval
 
 # What a person waits for: a 6-turn conversation in headless Chromium against a fresh `assistant serve`.
-bench-chat: setup browser
+bench-chat: setup-dev browser
 	$(BIN)/assistant ingest
 	$(BIN)/python eval/bench_chat.py --out runs/chat
 	cp runs/chat/chat.png docs/chat.png
 
 # Index size 10^2..10^5 chunks: ingest, disk, memory, retrieval latency, recall (~25 min here).
-bench-scale: setup
+bench-scale: setup-dev
 	$(BIN)/python eval/bench_scale.py --sizes 100 1000 10000 100000 --out runs/scale
 	cp runs/scale/scale.png docs/scale.png
 
 # BM25 start-up load and query at 10^3..10^5 chunks, against the hand-written index of ef82bf8 (~3 min).
-bench-lexical: setup
+bench-lexical: setup-dev
 	rm -rf runs/before-bm25s && git worktree add --force --detach runs/before-bm25s ef82bf8
 	$(BIN)/python eval/bench_lexical.py --sizes 1000 10000 100000 --before $(CURDIR)/runs/before-bm25s --out runs/lexical
 	git worktree remove --force runs/before-bm25s
 
 # Language identification on the eval questions and 44 short questions in 8 languages, against ef82bf8.
-bench-language: setup
+bench-language: setup-dev
 	rm -rf runs/before-langid && git worktree add --force --detach runs/before-langid ef82bf8
 	$(BIN)/python eval/bench_language.py --before $(CURDIR)/runs/before-langid
 	git worktree remove --force runs/before-langid
 
-screenshot: setup browser
+screenshot: setup-dev browser
 	SCREENSHOT_TO=docs/screenshot.png $(BIN)/python -m pytest -q --run-slow tests/test_browser.py -k local_model
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check assistant tests
 
 clean:
 	rm -rf $(VENV) .assistant runs
 
-loadtest: setup
+loadtest: setup-dev
 	$(BIN)/assistant ingest
 	$(BIN)/python eval/loadtest.py --backend extractive --sessions 1 4 16 32
 	$(BIN)/python eval/loadtest.py --backend local --sessions 1 2 4

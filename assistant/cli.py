@@ -253,10 +253,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval_run import run_eval
+    from .eval import require_extra
+
+    require_extra()
+    from .eval.run import run_eval
 
     if args.compare:
-        from .report import compare
+        from .eval.report import compare
 
         print(compare(*args.compare))
         return 0

@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+from assistant.eval.servers import ServerError, chat_page, free_port, start_serve
+
 TURNS = [
     "Wo wurden die deutschen Piloten ausgebildet?",
     "Und wie viele wurden dort ausgebildet?",
@@ -50,29 +44,11 @@ STATE = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(backend: str | None, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, ASSISTANT_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    if backend:
-        env["ASSISTANT_BACKEND"] = backend
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"assistant serve exited:\n{log.read_text()[-2000:]}") from None
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("assistant serve did not answer within 180 s")
+    try:
+        return start_serve(port, log, {"ASSISTANT_BACKEND": backend} if backend else {})
+    except ServerError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def turn(page, question: str, timeout: float) -> dict:
@@ -108,8 +84,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/chat"), help="folder for chat.json and chat.png")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for one answer")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     launched = time.perf_counter()
@@ -117,15 +91,10 @@ def main() -> int:
     page_up = time.perf_counter() - launched
     turns = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-            page.wait_for_selector("#question textarea", timeout=60_000)
+        with chat_page(port) as page:
             for question in TURNS:
                 turns.append(turn(page, question, args.timeout))
                 print(json.dumps(turns[-1], ensure_ascii=False))
-            browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

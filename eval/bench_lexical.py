@@ -32,7 +32,7 @@ def corpus(size: int) -> tuple[list[str], list[str]]:
 
     from assistant.chunking import chunk_documents
     from assistant.corpus import read_document
-    from assistant.evaluation import load_qa, retrieval_query
+    from assistant.eval.metrics import load_qa, retrieval_query
 
     article = [c.text for c in chunk_documents([read_document(ARTICLE)], 3)]
     pool = distractor_pool(1000, 3)

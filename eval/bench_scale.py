@@ -112,8 +112,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
     from tqdm import tqdm
 
     from assistant.corpus import parse_text, read_document
-    from assistant.eval_run import ours
-    from assistant.evaluation import (
+    from assistant.eval.metrics import (
         RetrievalSystem,
         load_qa,
         pct,
@@ -121,6 +120,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         retrieval_query,
         run_retrieval,
     )
+    from assistant.eval.run import ours
     from assistant.retrieval import HybridRetriever
     from assistant.settings import load_settings
     from assistant.store import Store, load_embeddings

@@ -11,15 +11,14 @@ errors, wrong-conversation answers, throughput and latency per N.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+from assistant.eval.servers import free_port, start_serve
 from assistant.ui import plain_text
 
 CONVERSATIONS = [
@@ -30,12 +29,6 @@ CONVERSATIONS = [
     ("Welche Panzerschule wird genannt?", "Welche späteren Befehlshaber kamen von dort?", "Guderian"),
     ("Wer war Außenminister 1926?", "Warum hatte er Bedenken?", "Locarno"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def session(client, backend: str, n: int) -> tuple[list[float], int, int]:
@@ -65,17 +58,10 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16, 32])
     args = parser.parse_args()
     port = free_port()
-    env = dict(os.environ, ASSISTANT_BACKEND=args.backend, ASSISTANT_PORT=str(port), ASSISTANT_CONCURRENCY="4")
-    server = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Path(tempfile.mkdtemp(prefix="loadtest-")) / "server.log"
+    server = start_serve(port, log, {"ASSISTANT_BACKEND": args.backend, "ASSISTANT_CONCURRENCY": "4"})
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
         from gradio_client import Client
 
         warm = Client(url, verbose=False)

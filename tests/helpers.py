@@ -8,36 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
+
+from assistant.eval.servers import free_port, wait_for_http  # noqa: F401 - shared with the benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLE = ROOT / "corpus" / "geheime-zusammenarbeit-rote-armee-reichswehr.txt"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_http(url: str, proc: subprocess.Popen, timeout: float, log: Path | None = None) -> None:
-    """Wait until ``url`` answers; fail early with the log if the server process exits."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()[-2000:] if log else ''}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"{url} did not answer in {timeout:.0f} s: {log.read_text()[-2000:] if log else ''}")
 
 
 class BagOfWordsEmbeddings:

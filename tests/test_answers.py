@@ -14,7 +14,7 @@ from langchain_core.language_models import FakeListChatModel
 
 from assistant.chain import AnswerChain
 from assistant.corpus import read_document
-from assistant.evaluation import has_fact
+from assistant.eval.metrics import has_fact
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store
 

@@ -5,28 +5,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_http
+from helpers import free_port
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+from assistant.eval.servers import CHROMIUM, chat_page, start_serve
+
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)")
 
 
 def start_server(home: Path, backend: str, port: int, log: Path) -> subprocess.Popen:
     # os.environ is already isolated (conftest.isolate): the server sees no developer settings either.
-    env = dict(os.environ) | {"ASSISTANT_HOME": str(home), "ASSISTANT_BACKEND": backend, "ASSISTANT_PORT": str(port),
-                              "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-    wait_for_http(f"http://127.0.0.1:{port}/", proc, 120, log)
-    return proc
+    return start_serve(port, log, {"ASSISTANT_HOME": str(home), "ASSISTANT_BACKEND": backend}, timeout=120)
 
 
 def ask(page, question: str, count: int, timeout_ms: int):
@@ -44,16 +37,10 @@ SETTLED = """n => { const t = document.querySelector('#chat').innerText;
 
 
 def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms: int) -> Path:
-    from playwright.sync_api import sync_playwright
-
     port = free_port()
     proc = start_server(home, backend, port, tmp_path / "server.log")
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-            page.wait_for_selector("#question textarea", timeout=60_000)
+        with chat_page(port) as page:
             ask(page, "Wo wurden die deutschen Piloten ausgebildet?", 1, answer_timeout_ms)
             chat = page.locator("#chat")
             assert "Lipezk" in chat.inner_text()
@@ -90,7 +77,6 @@ def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms
             assert "Bearbeiten" not in page.locator("#article-panel").inner_text()
             shot = tmp_path / f"chat-{backend.replace('/', '_')}.png"
             page.screenshot(path=str(shot), full_page=True)
-            browser.close()
         if os.environ.get("SCREENSHOT_TO"):  # `make screenshot` keeps it for the README
             shutil.copy(shot, os.environ["SCREENSHOT_TO"])
         return shot

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from helpers import ROOT
 
-from assistant.eval_run import run_eval
-from assistant.evaluation import load_qa, read_jsonl
-from assistant.report import compare
+from assistant.eval.metrics import load_qa, read_jsonl
+from assistant.eval.report import compare
+from assistant.eval.run import run_eval
 
 
 @pytest.fixture
@@ -62,3 +64,11 @@ def test_eval_writes_stable_outputs_and_resumes(real_index, qa_file, tmp_path, c
     (other / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in changed))
     text = compare(out, other)
     assert "  - " in text and "->" in text
+
+
+def test_the_chat_needs_nothing_of_the_eval_package():
+    """The [eval] extra is for `assistant eval`, tests and benchmarks: starting the chat imports none of it."""
+    code = ("import sys, assistant.cli, assistant.ui, assistant.chain; "
+            "print(sorted(m for m in sys.modules if m.startswith(('assistant.eval', 'matplotlib', 'langchain_text_splitters', 'langchain_chroma'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import json
 import pytest
 from helpers import ARTICLE, ROOT
 
-from assistant.evaluation import load_qa
+from assistant.eval.metrics import load_qa
 
 SUITE = ROOT / "eval" / "hostile.jsonl"
 CANARY = "sk-canary-7f3a9c1e5b"
@@ -29,7 +29,7 @@ def test_the_suite_covers_every_kind_of_bad_input():
 
 @pytest.mark.slow
 def test_hostile_suite_refuses_attacks_answers_wrapped_questions_and_leaks_nothing(real_index, tmp_path, monkeypatch):
-    from assistant.eval_run import run_eval
+    from assistant.eval.run import run_eval
 
     settings, _ = real_index
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)

@@ -15,7 +15,7 @@ import pytest
 from helpers import ARTICLE, ROOT, free_port, wait_for_http
 
 from assistant.corpus import read_document
-from assistant.evaluation import RetrievalSystem, load_qa, retrieval_metrics, run_retrieval
+from assistant.eval.metrics import RetrievalSystem, load_qa, retrieval_metrics, run_retrieval
 from assistant.retrieval import HybridRetriever
 
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 from helpers import ARTICLE, ROOT
 
-from assistant.evaluation import load_qa
+from assistant.eval.metrics import load_qa
 
 
 def test_qa_file_schema_and_coverage():

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from . import AssistantError
-from .citations import Support, embedding_similarity
-from .evaluation import (
+from .. import AssistantError
+from ..citations import Support, embedding_similarity
+from ..retrieval import HybridRetriever
+from ..settings import Settings
+from ..store import cosine
+from .metrics import (
     RetrievalSystem,
     alce_citations,
     answer_metrics,
@@ -19,17 +21,12 @@ from .evaluation import (
     by_group,
     load_qa,
     read_jsonl,
+    results_path,
     retrieval_metrics,
     run_retrieval,
     score_answer,
 )
-from .retrieval import HybridRetriever
-from .settings import Settings
-from .store import cosine
-
-
-def _folder_name(backend: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", backend)
+from .report import write_report
 
 
 def ours(retriever: HybridRetriever) -> RetrievalSystem:
@@ -75,9 +72,9 @@ def run_eval(
     if not retrieval_only:
         summary["backends"] = {}
         for backend in backends:
-            folder = out if len(backends) == 1 else out / _folder_name(backend)
-            folder.mkdir(parents=True, exist_ok=True)
-            records = _run_backend(settings, retriever, backend, items, folder / "results.jsonl")
+            path = results_path(out, backend, len(backends) > 1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            records = _run_backend(settings, retriever, backend, items, path)
             summary["backends"][backend] = {
                 "all": answer_metrics(records),
                 "by_kind": by_group(records, "kind", answer_metrics),
@@ -86,8 +83,6 @@ def run_eval(
             }
         summary["model_adds"] = model_adds(out, backends)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    from .report import write_report
-
     write_report(summary, out)
     _print_summary(summary)
     return 0
@@ -98,14 +93,12 @@ def model_adds(out: Path, backends: list[str]) -> dict[str, Any]:
     ("adds") and the reverse ("loses")."""
     if "extractive" not in backends or len(backends) < 2:
         return {}
-    from .report import results_of
-
-    quoted = {r["id"]: r["correct"] for r in results_of(out, "extractive", True)}
+    quoted = {r["id"]: r["correct"] for r in read_jsonl(results_path(out, "extractive", True))}
     found = {}
     for backend in backends:
         if backend == "extractive" or backend.startswith("baseline:"):
             continue
-        mine = {r["id"]: r["correct"] for r in results_of(out, backend, True)}
+        mine = {r["id"]: r["correct"] for r in read_jsonl(results_path(out, backend, True))}
         found[backend] = {
             "adds": sorted(i for i, ok in mine.items() if ok and not quoted.get(i, True)),
             "loses": sorted(i for i, ok in mine.items() if not ok and quoted.get(i, False)),
@@ -118,14 +111,14 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, items: list[dict], path: Path) -> list[dict]:
-    from .chain import build_chain
+    from ..chain import build_chain
 
     wanted = {i["id"] for i in items}
     done = {r["id"]: r for r in read_jsonl(path) if r["id"] in wanted}
     todo = [i for i in items if i["id"] not in done]
     if todo:
         if backend.startswith("baseline:"):
-            from .backends import make_chat_model
+            from ..backends import make_chat_model
             from .baseline import BaselineChain
 
             chain = BaselineChain(backend, settings, make_chat_model("local", settings), retriever)

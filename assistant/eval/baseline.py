@@ -17,12 +17,12 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from . import models
-from .chain import Answer, detect_language
-from .citations import Footnote, parse_markers
-from .evaluation import RetrievalSystem
-from .lexical import LexicalIndex
-from .settings import Settings
+from .. import models
+from ..chain import Answer, detect_language
+from ..citations import Footnote, parse_markers
+from ..lexical import LexicalIndex
+from ..settings import Settings
+from .metrics import RetrievalSystem
 
 BASELINES = ("baseline:textbook", "baseline:article", "baseline:bm25")
 SIMPLE_PROMPT = (
@@ -52,7 +52,7 @@ class TextbookRetriever:
         from langchain_chroma import Chroma
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        from .store import load_embeddings
+        from ..store import load_embeddings
 
         splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
         self.chunks = splitter.split_text(_article_text(settings))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import AssistantError
-from .corpus import MARKER
+from .. import AssistantError
+from ..corpus import MARKER
 
 KINDS = {"factoid", "list", "why", "yesno", "multihop", "source", "followup", "unanswerable", "injection"}
 REQUIRED = ("id", "question", "answer", "must", "evidence", "answerable", "lang", "kind")
@@ -139,6 +139,16 @@ def by_group(records: list[dict[str, Any]], key: str, metric: Callable[[list[dic
     return {g: metric(rs) for g, rs in sorted(groups.items())}
 
 
+def results_path(out: Path, backend: str, several: bool) -> Path:
+    """Where a backend's ``results.jsonl`` goes: in ``out`` when the run has one backend, else in a
+    folder of ``out`` named after it.
+
+    >>> results_path(Path("runs/x"), "openai/gpt-4o", True).as_posix()
+    'runs/x/openai_gpt-4o/results.jsonl'
+    """
+    return (out / re.sub(r"[^A-Za-z0-9._-]+", "_", backend) if several else out) / "results.jsonl"
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -175,7 +185,7 @@ def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]
     for footnote in result.get("footnotes", []):
         hay = footnote["passage"] + " " + " ".join(footnote["references"].values())
         cited_ok.append(any(covers([e], [hay]) for e in item["evidence"]))
-    from .citations import claims
+    from ..citations import claims
 
     sentences = len([c for c, _ in claims(answer) if re.search(r"\w{2}", c)])
     return {"correct": correct, "facts": facts, "cited_ok": cited_ok, "sentences": sentences}
@@ -194,7 +204,7 @@ def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Calla
     >>> alce_citations("In Lipezk [1, 2]. Ohne Beleg. In Kama [2].", notes, judge)
     {'sentence_supported': [True, False, False], 'citation_precise': [True, False, False]}
     """
-    from .citations import claims
+    from ..citations import claims
 
     passages = {f["n"]: f["passage"] for f in footnotes}
     supported: list[bool] = []

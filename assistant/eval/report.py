@@ -6,19 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .metrics import read_jsonl, results_path
+
 ANSWER_KEYS = ["accuracy", "answer_similarity", "refusal_accuracy", "false_refusal_rate", "answered_wrong",
                "citation_precision", "citation_recall",
                "alce_citation_precision", "alce_citation_recall",
                "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean", "answer_sentences_p50"]
 HIGHER_IS_BETTER = {"accuracy", "answer_similarity", "refusal_accuracy", "citation_precision", "citation_recall",
                     "alce_citation_precision", "alce_citation_recall"}
-
-
-def results_of(out: Path, backend: str, several: bool) -> list[dict[str, Any]]:
-    from .eval_run import _folder_name
-    from .evaluation import read_jsonl
-
-    return read_jsonl((out / _folder_name(backend) if several else out) / "results.jsonl")
 
 
 def _plots(summary: dict[str, Any], out: Path) -> list[str]:
@@ -49,7 +44,7 @@ def _plots(summary: dict[str, Any], out: Path) -> list[str]:
 
     several = len(backends) > 1
     fig, ax = plt.subplots(figsize=(10, 4))
-    data = [[r["total_s"] for r in results_of(out, b, several) if not r.get("error")] or [0] for b in backends]
+    data = [[r["total_s"] for r in read_jsonl(results_path(out, b, several)) if not r.get("error")] or [0] for b in backends]
     ax.boxplot(data, tick_labels=list(backends), showfliers=True)
     ax.set_yscale("log")
     ax.set_ylabel("seconds per answer (log)")
@@ -116,7 +111,6 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
 
 def compare(run_a: Path, run_b: Path) -> str:
     """What got better or worse from run A to run B, item by item, per backend folder."""
-    from .evaluation import read_jsonl
 
     def load(run: Path) -> dict[str, dict[str, dict]]:
         found = {}

@@ -1,0 +1,72 @@
+"""Running the app for tests and benchmarks: a free port, ``assistant serve`` in a child process,
+and the page in Debian's headless Chromium (the flags this workplace requires)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+class ServerError(RuntimeError):
+    """The server exited or did not answer in time; the message carries its log's tail."""
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, timeout: float, log: Path | None = None) -> None:
+    """Wait until ``url`` answers; fail early with the log if the server process exits."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"server exited: {log.read_text()[-2000:] if log else ''}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise ServerError(f"{url} did not answer in {timeout:.0f} s: {log.read_text()[-2000:] if log else ''}")
+
+
+def start_serve(port: int, log: Path, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.Popen:
+    """``assistant serve`` on ``port`` with ``env`` added to this process's environment, once it answers."""
+    full = dict(os.environ) | {"ASSISTANT_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+                               "HF_HUB_OFFLINE": "1"} | (env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=full,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    wait_for_http(f"http://127.0.0.1:{port}/", proc, timeout, log)
+    return proc
+
+
+@contextmanager
+def chat_page(port: int) -> Iterator[Any]:
+    """The chat page at ``port`` in headless Chromium, loaded and ready for a question."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.wait_for_selector("#question textarea", timeout=60_000)
+            yield page
+        finally:
+            browser.close()
