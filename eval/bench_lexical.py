@@ -47,11 +47,12 @@ def pct(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
 
-def measure(size: int, before: str | None) -> dict:
-    """One size in this process (run as a child, so memory is this size's alone)."""
+def measure(inputs: Path, before: str | None) -> dict:
+    """One size in this process (run as a child, so memory is this size's alone), on the texts and
+    queries the parent wrote to ``inputs`` (so both implementations see the same ones)."""
     if before:
         sys.path.insert(0, before)
-    texts, queries = corpus(size)
+    texts, queries = json.loads(inputs.read_text(encoding="utf-8"))
     ids = [str(i) for i in range(len(texts))]
     row: dict = {"chunks": len(texts), "impl": "before" if before else "bm25s"}
     if before:
@@ -92,21 +93,24 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000], help="chunk counts")
     parser.add_argument("--before", help="checkout of the commit before bm25s, measured in the same run")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "lexical", help="output folder")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args.before)))
         return
     rows = []
+    args.out.mkdir(parents=True, exist_ok=True)
     for size in args.sizes:
+        inputs = args.out / f"inputs-{size}.json"
+        inputs.write_text(json.dumps(corpus(size)), encoding="utf-8")
         for before in ([args.before] if args.before else []) + [None]:
-            cmd = [sys.executable, __file__, "--one", str(size)] + (["--before", before] if before else [])
+            cmd = [sys.executable, __file__, "--one", str(inputs.resolve())] + (["--before", before] if before else [])
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=before or ROOT)
             if done.returncode:
                 sys.exit(f"measuring {size:,} chunks failed:\n{done.stderr[-2000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
+        inputs.unlink()
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     lines = ["| chunks | start-up load, before → bm25s | query p50 ms | query p95 ms | RSS MB | build at ingest s |",
              "|---|---|---|---|---|---|"]
