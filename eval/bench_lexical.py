@@ -88,6 +88,23 @@ def measure(inputs: Path, before: str | None) -> dict:
     return row
 
 
+def markdown(rows: list[dict]) -> str:
+    """The README table: before → after (×ratio) per size."""
+    lines = ["| chunks | start-up load s, before → bm25s | query p50 ms | query p95 ms | peak RSS MB (bm25s: build + load) | build at ingest s |",
+             "|---|---|---|---|---|---|"]
+    for size in sorted({r["chunks"] for r in rows}):
+        new = next(r for r in rows if r["chunks"] == size and r["impl"] == "bm25s")
+        old = next((r for r in rows if r["chunks"] == size and r["impl"] == "before"), None)
+
+        def cell(key: str, new=new, old=old) -> str:
+            if not old:
+                return f"{new[key]}"
+            return f"{old[key]} → {new[key]} (×{new[key] / old[key]:.2g})" if old[key] else f"{old[key]} → {new[key]}"
+
+        lines.append(f"| {size:,} | {cell('load_s')} | {cell('query_p50_ms')} | {cell('query_p95_ms')} | {cell('rss_mb')} | {new['build_s']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000], help="chunk counts")
@@ -112,20 +129,9 @@ def main() -> None:
             print(rows[-1], file=sys.stderr)
         inputs.unlink()
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| chunks | start-up load, before → bm25s | query p50 ms | query p95 ms | RSS MB | build at ingest s |",
-             "|---|---|---|---|---|---|"]
-    for size in sorted({r["chunks"] for r in rows}):
-        new = next(r for r in rows if r["chunks"] == size and r["impl"] == "bm25s")
-        old = next((r for r in rows if r["chunks"] == size and r["impl"] == "before"), None)
-
-        def cell(key: str, new=new, old=old) -> str:
-            if not old:
-                return f"{new[key]}"
-            return f"{old[key]} → {new[key]} (×{new[key] / old[key]:.2f})" if old[key] else f"{old[key]} → {new[key]}"
-
-        lines.append(f"| {size:,} | {cell('load_s')} s | {cell('query_p50_ms')} | {cell('query_p95_ms')} | {cell('rss_mb')} | {new['build_s']} |")
-    (args.out / "lexical.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = markdown(rows)
+    (args.out / "lexical.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
