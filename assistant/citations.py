@@ -15,9 +15,9 @@ from typing import Any
 
 from .chunking import Chunk, Span
 from .corpus import split_sentences
+from .embeddings import cosine
 from .evidence import negated
 from .lexical import tokenize
-from .store import cosine
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")

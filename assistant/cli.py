@@ -159,8 +159,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     paths = args.paths or settings.corpus
     docs = load_documents(paths)
     store = Store(settings)
-    with tqdm(desc="embedding", unit="chunk", disable=None) as bar:
-        report = store.ingest(docs, replace=args.replace, progress=bar.update)
+    with tqdm(desc=f"embedding with {settings.embedding_model}", unit="chunk", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total  # known once the unchanged chunks are counted: gives chunks/s and an ETA
+            bar.update(done)
+
+        report = store.ingest(docs, replace=args.replace, progress=progress)
     verb = "updated" if report.changed else "already up to date"
     print(
         f"index {verb}: {report.documents} document(s), {report.chunks} chunks "

@@ -18,8 +18,9 @@ from pydantic import ConfigDict, PrivateAttr
 
 from . import AssistantError
 from .chunking import Chunk, Span
+from .embeddings import cosine
 from .lexical import LexicalIndex, tokenize
-from .store import Store, cosine
+from .store import Store
 
 
 def rrf(rankings: list[list[str]], k: int = 60, weights: list[float] | None = None) -> dict[str, float]:

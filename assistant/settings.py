@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="Chroma server URL; unset = local directory")
     collection: str = Field("assistant", description="Chroma collection name prefix")
     embedding_model: str = Field(
-        "embeddinggemma-300m", description="packaged model name, a local path, or a hub id"
+        "embeddinggemma-300m", description="local (a packaged name, a path, a hub id) or openai/<model> on ASSISTANT_EMBEDDINGS_URL"
     )
+    embeddings_url: str | None = Field(None, description="OpenAI-compatible server for openai/<model> embeddings, e.g. http://127.0.0.1:7997/v1")
+    embedding_batch: int = Field(32, ge=1, le=2048, description="chunks embedded per request / forward pass at ingest")
+    embedding_query_prompt: str | None = Field(None, description="prefix for questions sent to an embeddings server (default: the packaged model's own)")
+    embedding_document_prompt: str | None = Field(None, description="prefix for chunks sent to an embeddings server (default: the packaged model's own)")
     corpus: list[Path] = Field(default_factory=lambda: [DEFAULT_CORPUS])
     chunk_sentences: int = Field(3, ge=1, le=20, description="sentences per chunk")
     k: int = Field(4, ge=1, le=50, description="passages given to the model")
@@ -82,7 +86,7 @@ class Settings(BaseSettings):
     auth: str | None = Field(None, description="user:password for the web UI")
     concurrency: int = Field(2, ge=1, description="answers generated at the same time")
 
-    @field_validator("chroma_url")
+    @field_validator("chroma_url", "embeddings_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):

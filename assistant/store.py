@@ -12,97 +12,27 @@ import fcntl
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from . import AssistantError, models
+from . import AssistantError
 from .chunking import CHUNKER_VERSION, Chunk, chunk_documents
 from .corpus import Document, parse_text
+from .embeddings import embedder_id, embeddings_for
 from .lexical import LexicalIndex
 from .settings import Settings
 
 
 class StoreError(AssistantError, RuntimeError):
     """The index cannot be used; the message says what to do."""
-
-
-class SentenceTransformerEmbeddings(Embeddings):
-    """LangChain ``Embeddings`` over a sentence-transformers model, using its retrieval prompts."""
-
-    def __init__(self, model: Any, name: str, batch_size: int = 16, cache_size: int = 4096) -> None:
-        self.model = model
-        self.name = name
-        self.batch_size = batch_size
-        self._cache: dict[tuple[str, str], Any] = {}
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
-
-    def _encode(self, kind: str, texts: list[str]) -> list[list[float]]:
-        """Encode with the model's query or document prompt, remembering recent texts."""
-        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
-        if missing:
-            encode = self.model.encode_query if kind == "query" else self.model.encode_document
-            with self._lock:  # one forward pass at a time; torch already uses every core
-                vectors = encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            self._cache.update({(kind, t): v for t, v in zip(missing, vectors)})
-        return [self._cache[(kind, t)].tolist() for t in texts]
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._encode("document", texts) if texts else []
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._encode("query", [text])[0]
-
-
-def cosine(u: Any, v: Any) -> float:
-    """Cosine of two embeddings: the vectors are normalised when encoded, so their dot product.
-
-    >>> cosine([0.6, 0.8], [1.0, 0.0])
-    0.6
-    """
-    return float(np.dot(u, v))
-
-
-def resolve_embedding_model(name: str, cache_dir: Path) -> str:
-    """A packaged model name becomes its verified cache path; paths and hub ids pass through."""
-    if name in models.PACKAGED_MODELS:
-        return str(models.require(name, cache_dir))
-    if os.path.sep in name and not Path(name).exists():
-        raise models.ModelError(f"embedding model path {name} does not exist; fix ASSISTANT_EMBEDDING_MODEL")
-    return name
-
-
-@lru_cache(maxsize=4)
-def load_embeddings(name: str, cache_dir: Path) -> SentenceTransformerEmbeddings:
-    """Load an embedding model once per process."""
-    path = resolve_embedding_model(name, cache_dir)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-
-    try:
-        model = SentenceTransformer(path, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - any load failure gets the same fix
-        raise models.ModelError(
-            f"could not load embedding model {name} ({type(exc).__name__}: {str(exc)[:200]}); "
-            f"run `assistant models fetch --force` or pick another ASSISTANT_EMBEDDING_MODEL"
-        ) from None
-    return SentenceTransformerEmbeddings(model, name)
 
 
 def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str, list]:
@@ -188,12 +118,27 @@ class Store:
     @property
     def embeddings(self) -> Embeddings:
         if self._embeddings is None:
-            self._embeddings = load_embeddings(self.settings.embedding_model, self.settings.cache_dir)
+            self._embeddings = embeddings_for(self.settings)
         return self._embeddings
 
     @property
+    def embedder(self) -> str:
+        """The model this process embeds with (what an index it builds records)."""
+        return embedder_id(self.settings.embedding_model)
+
+    @property
     def fingerprint(self) -> str:
-        return f"{self.settings.embedding_model}|sentences={self.settings.chunk_sentences}|chunker={CHUNKER_VERSION}"
+        return f"{self.embedder}|sentences={self.settings.chunk_sentences}|chunker={CHUNKER_VERSION}"
+
+    def _check_embedder(self, pointer: dict[str, Any]) -> None:
+        """Refuse to mix: questions and chunks must be embedded by the same model."""
+        recorded = str(pointer.get("fingerprint") or "").split("|")[0]
+        if recorded and recorded != self.embedder:
+            raise StoreError(
+                f"the index was built with the embedder {recorded}, and this process embeds with "
+                f"{self.embedder}; run `assistant ingest --replace` to rebuild it with {self.embedder}, "
+                f"or set ASSISTANT_EMBEDDING_MODEL to {recorded}"
+            )
 
     def _pointer(self) -> dict[str, Any]:
         try:
@@ -280,6 +225,7 @@ class Store:
     def dense_search(self, query: str, n: int, doc: str | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) for the ``n`` nearest chunks, of document ``doc`` if given."""
         collection, _ = self._live()
+        self._check_embedder(self._pointer())
         vector = self.embeddings.embed_query(query)
         try:
             got = collection.query(
@@ -296,13 +242,17 @@ class Store:
         self,
         documents: list[Document],
         replace: bool = False,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Make the index hold ``documents`` (plus, unless ``replace``, the other documents it had).
 
         Documents already in the index are re-chunked from their stored source, so every chunk is
-        compared by content hash: only new or changed chunks are embedded. One ingest at a time
-        per data directory: a second one fails at once instead of racing the first.
+        compared by content hash: only new or changed chunks are embedded. Each embedded batch is
+        written at once into the collection being built, so an interrupted ingest is resumed by
+        the next one, which embeds only what the interrupted one had not. ``progress(n, total)``
+        is called after each batch. One ingest at a time per data directory: a second one fails
+        at once instead of racing the first. An index built by another embedder is only replaced
+        (``replace``), never mixed.
         """
         with self._ingest_lock():
             return self._ingest(documents, replace, progress)
@@ -330,70 +280,91 @@ class Store:
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _ingest(self, documents: list[Document], replace: bool, progress: Callable[[int], None] | None) -> IngestReport:
+    def _vectors(self, collection: Any) -> dict[str, tuple[str, list[float]]]:
+        """chunk id -> (content hash, vector) of every record in ``collection``."""
+        got = _get_all(collection, ["metadatas", "embeddings"])
+        return {i: (m.get("content_hash", ""), list(e)) for i, m, e in zip(got["ids"], got["metadatas"], got["embeddings"])}
+
+    def _interrupted(self) -> dict[str, tuple[str, list[float]]]:
+        """What ingests that did not finish embedded with this fingerprint, to be reused."""
         pointer = self._pointer()
+        found: dict[str, tuple[str, list[float]]] = {}
+        for collection in self.client.list_collections():
+            name = collection if isinstance(collection, str) else collection.name
+            if name.startswith(f"{self.settings.collection}__chunks_") and name != pointer.get("chunks"):
+                partial = self.client.get_collection(name)
+                if (partial.metadata or {}).get("fingerprint") == self.fingerprint:
+                    found |= self._vectors(partial)
+        return found
+
+    def _ingest(self, documents: list[Document], replace: bool, progress: Callable[[int, int], None] | None) -> IngestReport:
+        pointer = self._pointer()
+        if not replace:
+            self._check_embedder(pointer)
+        same_model = pointer.get("fingerprint") == self.fingerprint
         old: dict[str, tuple[str, list[float]]] = {}
         old_sources: dict[str, str] = {}
         if pointer.get("chunks"):
             chunks_col, docs_col = self._live()
-            got = _get_all(chunks_col, ["metadatas", "embeddings"])
-            old = {i: (m.get("content_hash", ""), list(e)) for i, m, e in zip(got["ids"], got["metadatas"], got["embeddings"])}
+            if same_model:
+                old = self._vectors(chunks_col)
             new_ids = {d.doc_id for d in documents}
             got_docs = _get_all(docs_col, ["documents", "metadatas"])
             for i, text, m in zip(got_docs["ids"], got_docs["documents"], got_docs["metadatas"]):
                 old_sources[i] = text
                 if not replace and i not in new_ids:
                     documents = documents + [parse_text(text, i, json.loads(m["meta"]))]
-        same_model = pointer.get("fingerprint") == self.fingerprint
+        live_ids = set(old)
         chunks = chunk_documents(documents, self.settings.chunk_sentences)
-        vectors: dict[str, list[float]] = {}
-        to_embed: list[Chunk] = []
-        for chunk in chunks:
-            prior = old.get(chunk.id)
-            if same_model and prior and prior[0] == chunk.content_hash:
-                vectors[chunk.id] = prior[1]
-            else:
-                to_embed.append(chunk)
         unchanged = (
-            same_model and not to_embed and {c.id for c in chunks} == set(old)
+            same_model and {c.id for c in chunks} == live_ids
+            and all(old[c.id][0] == c.content_hash for c in chunks)
             and {d.doc_id: d.source for d in documents} == old_sources
         )
+        if unchanged:
+            return IngestReport(len(documents), len(chunks), 0, len(chunks), 0, changed=False)
+        vectors: dict[str, list[float]] = {}
+        for found in (old, self._interrupted()):  # the live index, then what interrupted ingests embedded
+            vectors |= {c.id: found[c.id][1] for c in chunks
+                        if c.id not in vectors and c.id in found and found[c.id][0] == c.content_hash}
+        to_embed = [c for c in chunks if c.id not in vectors]
         report = IngestReport(
             documents=len(documents),
             chunks=len(chunks),
             embedded=len(to_embed),
             reused=len(vectors),
-            removed=len(set(old) - {c.id for c in chunks}),
-            changed=not unchanged,
+            removed=len(live_ids - {c.id for c in chunks}),
+            changed=True,
         )
-        if unchanged:
-            return report
-        batch = 32
-        for start in range(0, len(to_embed), batch):
-            part = to_embed[start : start + batch]
-            for chunk, vector in zip(part, self.embeddings.embed_documents([c.text for c in part])):
-                vectors[chunk.id] = vector
-            if progress:
-                progress(len(part))
-        self._swap(chunks, vectors, documents)
-        return report
-
-    def _swap(self, chunks: list[Chunk], vectors: dict[str, list[float]], documents: list[Document]) -> None:
-        """Write new collections beside the live ones, then flip the pointer to them."""
+        self._drop_orphans()
         tag = uuid.uuid4().hex[:8]
         base = self.settings.collection
-        self._drop_orphans()
         chunks_col = self.client.create_collection(
-            f"{base}__chunks_{tag}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+            f"{base}__chunks_{tag}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
+            metadata={"fingerprint": self.fingerprint},
         )
-        docs_col = self.client.create_collection(f"{base}__docs_{tag}", embedding_function=None)
-        LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks]).save(self._lexical_dir(chunks_col.name))
-        self._add(chunks_col, chunks, lambda part: {
+        add_chunks = lambda part: {  # noqa: E731 - the columns of a batch of chunks
             "ids": [c.id for c in part],
             "documents": [c.text for c in part],
             "metadatas": [c.metadata() for c in part],
             "embeddings": [vectors[c.id] for c in part],
-        })
+        }
+        self._add(chunks_col, [c for c in chunks if c.id in vectors], add_chunks)
+        batch = self.settings.embedding_batch
+        for start in range(0, len(to_embed), batch):
+            part = to_embed[start : start + batch]
+            for chunk, vector in zip(part, self.embeddings.embed_documents([c.text for c in part])):
+                vectors[chunk.id] = vector
+            self._add(chunks_col, part, add_chunks)  # written now: an interruption keeps it
+            if progress:
+                progress(len(part), len(to_embed))
+        self._finish(chunks_col, tag, chunks, documents)
+        return report
+
+    def _finish(self, chunks_col: Any, tag: str, chunks: list[Chunk], documents: list[Document]) -> None:
+        """Write the documents and the lexical index beside the new chunks, then flip the pointer."""
+        docs_col = self.client.create_collection(f"{self.settings.collection}__docs_{tag}", embedding_function=None)
+        LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks]).save(self._lexical_dir(chunks_col.name))
         self._add(docs_col, documents, lambda part: {
             "ids": [d.doc_id for d in part],
             "documents": [d.source for d in part],

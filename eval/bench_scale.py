@@ -85,8 +85,8 @@ def embed_pool(out: Path, size: int, sentences: int) -> dict:
     import numpy as np
     from tqdm import tqdm
 
+    from assistant.embeddings import load_embeddings
     from assistant.settings import load_settings
-    from assistant.store import load_embeddings
 
     texts = distractor_pool(size, sentences)
     key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
@@ -112,6 +112,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
     from tqdm import tqdm
 
     from assistant.corpus import parse_text, read_document
+    from assistant.embeddings import load_embeddings
     from assistant.eval.metrics import (
         RetrievalSystem,
         load_qa,
@@ -123,7 +124,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
     from assistant.eval.run import ours
     from assistant.retrieval import HybridRetriever
     from assistant.settings import load_settings
-    from assistant.store import Store, load_embeddings
+    from assistant.store import Store
 
     settings = load_settings()
     pool = embed_pool(out, pool_size, settings.chunk_sentences)
@@ -148,7 +149,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         with tqdm(total=size, desc=f"ingest {size:,}", unit="chunk", file=sys.stderr) as bar:
-            report = store.ingest(docs, progress=bar.update)
+            report = store.ingest(docs, progress=lambda done, total: bar.update(done))
         store_s = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         disk_mb = sum(p.stat().st_size for p in Path(home).rglob("*") if p.is_file()) / 2**20

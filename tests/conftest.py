@@ -91,8 +91,8 @@ def fake_embeddings():
 @pytest.fixture(scope="session")
 def real_embeddings():
     """The packaged EmbeddingGemma, loaded once per test session."""
+    from assistant.embeddings import load_embeddings
     from assistant.settings import load_settings
-    from assistant.store import load_embeddings
 
     settings = load_settings()
     return load_embeddings(settings.embedding_model, settings.cache_dir)

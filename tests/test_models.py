@@ -64,7 +64,7 @@ def test_corrupt_model_is_detected_and_refused(tmp_path, tiny):
 
 def test_backends_and_embedder_refuse_a_missing_model(settings_factory, tmp_path):
     from assistant.backends import make_chat_model
-    from assistant.store import load_embeddings
+    from assistant.embeddings import load_embeddings
 
     settings = settings_factory(cache_dir=tmp_path / "empty-cache")
     with pytest.raises(ModelError, match="assistant models fetch qwen2.5-coder-1.5b-instruct"):

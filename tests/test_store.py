@@ -60,7 +60,7 @@ def test_interrupted_ingest_leaves_the_old_index_answering(settings_factory, fak
     assert [c.id for c in Store(settings, fake_embeddings).chunks()] == before
 
     class DiesWhileWriting(Store):
-        def _swap(self, chunks, vectors, documents):
+        def _finish(self, chunks_col, tag, chunks, documents):
             self.client.create_collection("assistant__chunks_dead", embedding_function=None)
             raise OSError(28, "No space left on device")
 

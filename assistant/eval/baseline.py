@@ -52,7 +52,7 @@ class TextbookRetriever:
         from langchain_chroma import Chroma
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        from ..store import load_embeddings
+        from ..embeddings import load_embeddings
 
         splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
         self.chunks = splitter.split_text(_article_text(settings))

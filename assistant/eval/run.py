@@ -10,9 +10,9 @@ from tqdm import tqdm
 
 from .. import AssistantError
 from ..citations import Support, embedding_similarity
+from ..embeddings import cosine
 from ..retrieval import HybridRetriever
 from ..settings import Settings
-from ..store import cosine
 from .metrics import (
     RetrievalSystem,
     alce_citations,
