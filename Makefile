@@ -31,6 +31,14 @@ $(DEV_STAMP): $(STAMP)
 	$(PIP) install --quiet -e ".[server,eval,dev]"
 	touch $(DEV_STAMP)
 
+# Infinity, the embeddings server the team-topology test runs, in a venv of its own: it pins
+# sentence-transformers < 4 and numpy < 2, which the app's own dependencies outgrew.
+INFINITY := .venv-infinity/bin/infinity_emb
+$(INFINITY):
+	$(PYTHON) -m venv .venv-infinity
+	.venv-infinity/bin/python -m pip install --quiet --upgrade pip
+	.venv-infinity/bin/python -m pip install --quiet torch==2.13.0 "infinity-emb[server,torch]==0.0.78"
+
 models: $(STAMP)
 	$(BIN)/assistant models fetch
 
@@ -41,7 +49,7 @@ run: setup
 	$(BIN)/assistant ingest
 	$(BIN)/assistant serve
 
-test: setup-dev browser
+test: setup-dev browser $(INFINITY)
 	$(BIN)/assistant models fetch qwen2.5-coder-0.5b-instruct
 	$(BIN)/python -m pytest --run-slow
 
@@ -94,7 +102,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check assistant tests
 
 clean:
-	rm -rf $(VENV) .assistant runs
+	rm -rf $(VENV) .venv-infinity .assistant runs
 
 loadtest: setup-dev
 	$(BIN)/assistant ingest

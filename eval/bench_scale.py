@@ -34,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +109,34 @@ def embed_pool(out: Path, size: int, sentences: int) -> dict:
     return {"texts": texts, "vectors": np.array(vectors, dtype=np.float32), "rate": rate}
 
 
-def measure(size: int, out: Path, pool_size: int) -> dict:
-    """Build and query an index of ``size`` chunks in a fresh directory; runs in a child process."""
+@contextmanager
+def chroma_server(path: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``chroma run`` on a free loopback port, storing in ``path``; (its URL, its process)."""
+    from assistant.eval.servers import free_port, wait_for_http
+
+    port = free_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60, log)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a running process (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(size: int, out: Path, pool_size: int, server: bool = False) -> dict:
+    """Build and query an index of ``size`` chunks in a fresh directory (through ``chroma run``
+    when ``server``); runs in a child process."""
     from tqdm import tqdm
 
     from assistant.corpus import parse_text, read_document
@@ -140,8 +168,9 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         parse_text(f"Synthetisches Dokument {d}\n\n" + "\n\n".join(passages[d : d + PARAGRAPHS_PER_DOC]), f"synth-{d:06d}")
         for d in range(0, len(passages), PARAGRAPHS_PER_DOC)
     ]
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as home:
-        settings = load_settings(home=Path(home))
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as home, ExitStack() as stack:
+        chroma_url, chroma_proc = stack.enter_context(chroma_server(Path(home) / "server", out / "chroma.log")) if server else (None, None)
+        settings = load_settings(home=Path(home), chroma_url=chroma_url)
         real = load_embeddings(settings.embedding_model, settings.cache_dir)
         real.embed_documents(["Aufwärmen"])  # load the model outside the timing
         embeddings = PoolEmbeddings(real, vectors)
@@ -153,6 +182,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         store_s = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         disk_mb = sum(p.stat().st_size for p in Path(home).rglob("*") if p.is_file()) / 2**20
+        server_mb = peak_rss_mb(chroma_proc.pid) if chroma_proc else None
 
         retriever = HybridRetriever.for_settings(settings, store)
         start = time.perf_counter()
@@ -177,7 +207,7 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
         recall = retrieval_metrics(run_retrieval(items, ours(retriever)))
         alone = {
             "dense": lambda q, n: [retriever.chunk(i) for i, _ in store.dense_search(q, n)],
-            "lexical": lambda q, n: [retriever.chunks[i] for i, _ in lexical.search(q, n)],
+            "lexical": lambda q, n: [retriever.chunk(i) for i, _ in lexical.search(q, n)],
         }
         single = {
             name: retrieval_metrics(run_retrieval(items, RetrievalSystem(name, lambda q, n, find=find: [
@@ -189,6 +219,8 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
     embed_s = report.chunks / pool["rate"]
     return {
         "chunks": report.chunks,
+        "via": "chroma run" if server else "local directory",
+        "server_peak_rss_mb": round(server_mb) if server_mb else None,
         "documents": report.documents,
         "embedded_for_real": embeddings.embedded_for_real,
         "embed_chunks_per_s": round(pool["rate"], 2),
@@ -209,7 +241,42 @@ def measure(size: int, out: Path, pool_size: int) -> dict:
     }
 
 
-COLUMNS = ["chunks", "ingest_s", "store_s", "peak_rss_mb", "disk_mb", "load_s", "dense_p50_ms",
+def throughput(out: Path, n: int) -> dict:
+    """Chunks/s embedding ``n`` distractor passages at ingest's batch size: in process, and through
+    Infinity serving the same model files on this machine (same CPU: the ratio is the protocol)."""
+    from assistant import models
+    from assistant.embeddings import cosine, load_embeddings
+    from assistant.eval.servers import free_port, start_infinity
+    from assistant.settings import load_settings
+
+    settings = load_settings()
+    texts = distractor_pool(n, settings.chunk_sentences, seed=1)
+    batch = settings.embedding_batch
+    rates = {}
+    port = free_port()
+    proc = start_infinity(models.require(settings.embedding_model, settings.cache_dir), settings.embedding_model, port,
+                          out / "infinity.log")
+    try:
+        local = load_embeddings(settings.embedding_model, settings.cache_dir)
+        served = load_embeddings(f"openai/{settings.embedding_model}", settings.cache_dir, f"http://127.0.0.1:{port}",
+                                 600.0, batch)
+        vectors = {}
+        for name, embedder in (("in process", local), ("Infinity on loopback", served)):
+            embedder.embed_documents(["Aufwärmen"])
+            start = time.perf_counter()
+            vectors[name] = [v for i in range(0, n, batch) for v in embedder.embed_documents(texts[i : i + batch])]
+            rates[name] = round(n / (time.perf_counter() - start), 2)
+        agree = min(cosine(a, b) for a, b in zip(*vectors.values()))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    result = {"passages": n, "batch": batch, "chunks_per_s": rates, "min_cosine": round(agree, 4),
+              "ratio_server_to_local": round(rates["Infinity on loopback"] / rates["in process"], 2)}
+    (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+COLUMNS = ["chunks", "via", "server_peak_rss_mb", "ingest_s", "store_s", "peak_rss_mb", "disk_mb", "load_s", "dense_p50_ms",
            "dense_p95_ms", "lexical_p50_ms", "lexical_p95_ms", "fused_p50_ms", "fused_p95_ms", "recall@3", "recall@5", "mrr", "dense_recall@5", "lexical_recall@5"]
 
 
@@ -271,13 +338,19 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scale")
     parser.add_argument("--pool", type=int, default=1000, help="distractor passages embedded for real (default 1000)")
+    parser.add_argument("--server", action="store_true", help="store through `chroma run` instead of a local directory")
+    parser.add_argument("--throughput", type=int, metavar="N",
+                        help="only: embed N passages in process and through Infinity, chunks/s each")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plot-only", action="store_true", help="redraw table and plot from results.json")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.out, args.pool)))
+        print(json.dumps(measure(args.one, args.out, args.pool, args.server)))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.throughput:
+        print(json.dumps(throughput(args.out, args.throughput), indent=2))
+        return 0
     if not args.plot_only:
         from assistant.settings import load_settings
 
@@ -287,7 +360,8 @@ def main() -> int:
     if not args.plot_only:
         for size in args.sizes:
             print(f"size {size:,} chunks …", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, __file__, "--one", str(size), "--out", str(args.out), "--pool", str(args.pool)], check=True, stdout=subprocess.PIPE, text=True)
+            done = subprocess.run([sys.executable, __file__, "--one", str(size), "--out", str(args.out), "--pool", str(args.pool)]
+                                  + (["--server"] if args.server else []), check=True, stdout=subprocess.PIPE, text=True)
             row = json.loads(done.stdout.strip().splitlines()[-1])
             rows[row["chunks"]] = row
             write_outputs(list(rows.values()), args.out)  # after each size, so a long run keeps what it measured

@@ -1,5 +1,7 @@
-"""The team topology on loopback: one Chroma server, one OpenAI-compatible inference server, two
-`assistant serve` processes sharing both; one question through each app (README "Running for a team")."""
+"""The team topology on loopback: one Chroma server, one OpenAI-compatible inference server, one
+embeddings server (Infinity, serving the packaged EmbeddingGemma files), `assistant ingest` through
+them, and two `assistant serve` processes sharing them; one question through each app (README
+"Running for a team")."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import ARTICLE, free_port, wait_for_http
 
-from assistant.corpus import read_document
+from assistant.embeddings import cosine, load_embeddings
+from assistant.eval.servers import start_infinity
 
 
 def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -21,17 +24,19 @@ def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> sub
 
 
 @pytest.mark.slow
-def test_two_apps_share_one_chroma_server_and_one_inference_server(tmp_path, real_embeddings, settings_factory):
+def test_two_apps_share_one_chroma_server_one_inference_server_and_one_embeddings_server(
+    tmp_path, real_embeddings, settings_factory
+):
     from gradio_client import Client
 
     from assistant import models
-    from assistant.store import Store
 
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
     assert chroma, "the chromadb package provides the `chroma` command"
     settings = settings_factory()
     gguf = models.require("qwen2.5-coder-0.5b-instruct", settings.cache_dir)
-    chroma_port, llm_port = free_port(), free_port()
+    chroma_port, llm_port, embed_port = free_port(), free_port(), free_port()
+    embed_url = f"http://127.0.0.1:{embed_port}"
     procs = [
         _start([chroma, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(chroma_port)],
                tmp_path / "chroma.log"),
@@ -39,24 +44,39 @@ def test_two_apps_share_one_chroma_server_and_one_inference_server(tmp_path, rea
                 str(llm_port), "--n_ctx", "4096", "--model_alias", "qwen-small"], tmp_path / "llm.log"),
     ]
     try:
+        gemma = models.require("embeddinggemma-300m", settings.cache_dir)
+        procs.append(start_infinity(gemma, "embeddinggemma-300m", embed_port, tmp_path / "embed.log"))
+        served = load_embeddings("openai/embeddinggemma-300m", settings.cache_dir, embed_url)
+        texts = ["Für den Aufbau der Luftwaffe wurden Piloten in Lipezk ausgebildet.", "Kama lag bei Kasan."]
+        pairs = [*zip(served.embed_documents(texts), real_embeddings.embed_documents(texts)),
+                 (served.embed_query("Wo lag Kama?"), real_embeddings.embed_query("Wo lag Kama?"))]
+        assert all(cosine(a, b) >= 0.99 for a, b in pairs), [cosine(a, b) for a, b in pairs]
+
         wait_for_http(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", procs[0], 60, tmp_path / "chroma.log")
         chroma_url = f"http://127.0.0.1:{chroma_port}"
-        # Ingest once into the shared store (what `ASSISTANT_CHROMA_URL=… assistant ingest` does).
-        Store(settings_factory(chroma_url=chroma_url), real_embeddings).ingest([read_document(ARTICLE)])
+        remote = dict(os.environ) | {  # already isolated by conftest.isolate
+            "ASSISTANT_CHROMA_URL": chroma_url,
+            "ASSISTANT_EMBEDDING_MODEL": "openai/embeddinggemma-300m",
+            "ASSISTANT_EMBEDDINGS_URL": embed_url,
+            "HF_HUB_OFFLINE": "1",
+        }
+        ingest = subprocess.run([sys.executable, "-m", "assistant.cli", "ingest", str(ARTICLE)], capture_output=True,
+                                text=True, env=remote | {"ASSISTANT_HOME": str(tmp_path / "ingest")}, timeout=300)
+        assert ingest.returncode == 0 and "11 embedded" in ingest.stdout, ingest.stderr[-2000:]
         wait_for_http(f"http://127.0.0.1:{llm_port}/v1/models", procs[1], 120, tmp_path / "llm.log")
 
         urls = []
         for n in (1, 2):
             port = free_port()
-            env = dict(os.environ) | {  # already isolated by conftest.isolate
+            env = remote | {
                 "ASSISTANT_HOME": str(tmp_path / f"app{n}"),  # empty: the index comes only from the server
-                "ASSISTANT_CHROMA_URL": chroma_url,
                 "ASSISTANT_BACKEND": "openai/qwen-small",
                 "ASSISTANT_OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
                 "ASSISTANT_REQUEST_TIMEOUT": "240",
                 "ASSISTANT_PORT": str(port),
-                "HF_HUB_OFFLINE": "1",
             }
+            if n == 2:  # the second app embeds questions in process: same model, so the same index
+                env["ASSISTANT_EMBEDDING_MODEL"] = "embeddinggemma-300m"
             procs.append(_start([sys.executable, "-m", "assistant.cli", "serve"], tmp_path / f"app{n}.log", env))
             urls.append(f"http://127.0.0.1:{port}/")
         for n, url in enumerate(urls, 1):
@@ -70,9 +90,12 @@ def test_two_apps_share_one_chroma_server_and_one_inference_server(tmp_path, rea
             titles = [(m.get("metadata") or {}).get("title") or "" for m in messages]
             assert "Lipezk" in text and any(t.startswith("Quellen") for t in titles), (n, messages)
             assert "Hinweis" not in text, f"app {n} fell back instead of using the inference server: {messages}"
-        served = (tmp_path / "llm.log").read_text()
-        assert served.count("POST /v1/chat/completions") >= 2, served[-2000:]
-        assert not any((tmp_path / f"app{n}").glob("chroma*")), "the apps must not build local indexes"
+        answered = (tmp_path / "llm.log").read_text()
+        assert answered.count("POST /v1/chat/completions") >= 2, answered[-2000:]
+        for n in (1, 2):  # no local Chroma index; the BM25 index built from the server's collection
+            home = tmp_path / f"app{n}"
+            assert not any(home.glob("chroma*")), "the apps must not build local indexes"
+            assert [p.name for p in (home / "lexical").iterdir()] == [p.name for p in (tmp_path / "ingest" / "lexical").iterdir()]
     finally:
         for proc in reversed(procs):
             proc.terminate()

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Infinity (an OpenAI-compatible embeddings server) pins sentence-transformers < 4 and numpy < 2, so
+# `make test` installs it into a venv of its own (Makefile target .venv-infinity).
+INFINITY = Path(__file__).resolve().parents[2] / ".venv-infinity" / "bin" / "infinity_emb"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
@@ -53,6 +56,21 @@ def start_serve(port: int, log: Path, env: dict[str, str] | None = None, timeout
     proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=full,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     wait_for_http(f"http://127.0.0.1:{port}/", proc, timeout, log)
+    return proc
+
+
+def start_infinity(model_dir: Path, name: str, port: int, log: Path, timeout: float = 240) -> subprocess.Popen:
+    """Infinity serving the sentence-transformers model in ``model_dir`` as ``name`` on CPU, once it
+    answers ``/models`` (``/embeddings`` is then an OpenAI-compatible endpoint at the root)."""
+    if not INFINITY.exists():
+        raise ServerError(f"{INFINITY} is missing; `make test` installs it (make .venv-infinity)")
+    env = dict(os.environ) | {"HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+    proc = subprocess.Popen(
+        [str(INFINITY), "v2", "--model-id", str(model_dir), "--served-model-name", name, "--host", "127.0.0.1",
+         "--port", str(port), "--engine", "torch", "--device", "cpu", "--no-model-warmup", "--log-level", "warning"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/models", proc, timeout, log)
     return proc
 
 
