@@ -78,10 +78,13 @@ bench-chat: setup-dev browser
 	$(BIN)/python eval/bench_chat.py --out runs/chat
 	cp runs/chat/chat.png docs/chat.png
 
-# Index size 10^2..10^5 chunks: ingest, disk, memory, retrieval latency, recall (~25 min here).
-bench-scale: setup-dev
+# Index size 10^2..10^5 chunks: ingest, disk, memory, retrieval latency, recall (~25 min here); then
+# embedding throughput in process vs Infinity, and 10^3 / 10^5 chunks through `chroma run` (~20 min).
+bench-scale: setup-dev $(INFINITY)
 	$(BIN)/python eval/bench_scale.py --sizes 100 1000 10000 100000 --out runs/scale
 	cp runs/scale/scale.png docs/scale.png
+	$(BIN)/python eval/bench_scale.py --throughput 256 --out runs/scale-server
+	$(BIN)/python eval/bench_scale.py --server --sizes 1000 100000 --out runs/scale-server
 
 # BM25 start-up load and query at 10^3..10^5 chunks, against the hand-written index of ef82bf8 (~3 min).
 bench-lexical: setup-dev

@@ -518,7 +518,7 @@ class AnswerChain:
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
 
 
-def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = 0.7) -> bool:
+def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settings.model_fields["near_copy_share"].default) -> bool:
     """More than three content words, nearly all from the one sentence the claim cites.
 
     >>> from assistant.chunking import Span

@@ -18,6 +18,7 @@ from .corpus import split_sentences
 from .embeddings import cosine
 from .evidence import negated
 from .lexical import tokenize
+from .settings import Settings
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")
@@ -141,8 +142,8 @@ class Support:
     """Decides whether a source sentence supports a claim, lexically or by embedding similarity."""
 
     similarity: Callable[[str, list[str]], list[float]] | None = None
-    min_lexical: float = 0.6
-    min_similarity: float = 0.68
+    min_lexical: float = Settings.model_fields["support_min_lexical"].default
+    min_similarity: float = Settings.model_fields["support_min_similarity"].default
 
     @classmethod
     def for_settings(cls, settings: Any, similarity: Callable[[str, list[str]], list[float]] | None) -> Support:

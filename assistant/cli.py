@@ -43,7 +43,7 @@ def _settings(parser: argparse.ArgumentParser, *flags: str) -> None:
     options: dict[str, dict[str, Any]] = {
         "--home": {"type": Path, "help": "data directory holding the index (ASSISTANT_HOME)"},
         "--chroma-url": {"help": "use a Chroma server instead of the local directory (ASSISTANT_CHROMA_URL)"},
-        "--embedding-model": {"help": "packaged name, local path or hub id (ASSISTANT_EMBEDDING_MODEL)"},
+        "--embedding-model": {"help": "packaged name or path (in process) or openai/<model> on ASSISTANT_EMBEDDINGS_URL (ASSISTANT_EMBEDDING_MODEL)"},
         "-k": {"type": int, "help": "passages per question (ASSISTANT_K)"},
         "--backend": {"action": _Once, "metavar": "PROVIDER/MODEL", "help": "the backend, e.g. {backends} (ASSISTANT_BACKEND)"},
     }
@@ -123,9 +123,10 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from . import models
+    from .embeddings import embedder_id
 
     settings = settings_from(args)
-    names = args.names or [settings.embedding_model, models.DEFAULT_LLM]
+    names = args.names or [embedder_id(settings.embedding_model), models.DEFAULT_LLM]
     names = [n for n in names if n in models.PACKAGED_MODELS] if not args.names else names
     unknown = [n for n in names if n not in models.PACKAGED_MODELS]
     if unknown:

@@ -6,10 +6,11 @@
   ``ASSISTANT_EMBEDDINGS_URL`` (Infinity, vLLM, TEI, Ollama), through LangChain's
   ``OpenAIEmbeddings``, in batches, with the client's retries and exponential backoff.
 
-A server applies no retrieval prompts, so they are added here: those of the model's own
-sentence-transformers configuration when the model is a packaged one that is fetched
-(EmbeddingGemma's "task: search result | query: …" and "title: none | text: …"), else
-``ASSISTANT_EMBEDDING_QUERY_PROMPT`` / ``ASSISTANT_EMBEDDING_DOCUMENT_PROMPT``.
+A server applies no retrieval prompts, so they are added here: those the packaged model's entry
+records (EmbeddingGemma's "task: search result | query: …" and "title: none | text: …", as in its
+sentence-transformers configuration), or ``ASSISTANT_EMBEDDING_QUERY_PROMPT`` /
+``ASSISTANT_EMBEDDING_DOCUMENT_PROMPT``. A server's key is ``EMBEDDINGS_API_KEY`` (environment only;
+never the chat backend's ``OPENAI_API_KEY``).
 
 An index records :func:`embedder_id`, the model its vectors come from whatever serves it: the
 packaged model in process and the same files behind a server share it, and may share an index.
@@ -17,7 +18,6 @@ packaged model in process and the same files behind a server share it, and may s
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from functools import lru_cache
@@ -66,19 +66,24 @@ class CachedEmbeddings(Embeddings):
         self.name = name
         self._cache: dict[tuple[str, str], Any] = {}
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     def _compute(self, kind: str, texts: list[str]) -> Any:
         """Unit-length vectors for ``texts`` as ``kind`` ("query" or "document")."""
         raise NotImplementedError
 
     def _encode(self, kind: str, texts: list[str]) -> list[list[float]]:
-        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
+        with self._cache_lock:
+            found = {t: self._cache[(kind, t)] for t in texts if (kind, t) in self._cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            vectors = self._compute(kind, missing)
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            self._cache.update({(kind, t): v for t, v in zip(missing, vectors)})
-        return [self._cache[(kind, t)].tolist() for t in texts]
+            computed = dict(zip(missing, self._compute(kind, missing)))
+            found |= computed
+            with self._cache_lock:
+                if len(self._cache) + len(missing) > self._cache_size:
+                    self._cache.clear()
+                self._cache.update({(kind, t): v for t, v in computed.items()})
+        return [found[t].tolist() for t in texts]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._encode("document", texts) if texts else []
@@ -112,7 +117,7 @@ class ServerEmbeddings(CachedEmbeddings):
 
         self.url, self.prompts = url, prompts
         self.client = OpenAIEmbeddings(
-            model=model, base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
+            model=model, base_url=url, api_key=os.environ.get("EMBEDDINGS_API_KEY") or "not-needed",
             check_embedding_ctx_length=False,  # send text, not OpenAI's tiktoken ids (no download, any server)
             chunk_size=batch_size, max_retries=retries, timeout=timeout,
         )
@@ -138,17 +143,16 @@ def resolve_embedding_model(name: str, cache_dir: Path) -> str:
     return name
 
 
-def server_prompts(model: str, cache_dir: Path, query: str | None, document: str | None) -> dict[str, str]:
-    """The retrieval prompts to add for ``model`` behind a server: the given ones, else those of
-    the packaged model's configuration when it is fetched, else none."""
-    prompts: dict[str, str] = {}
+def server_prompts(model: str, query: str | None, document: str | None) -> dict[str, str]:
+    """The retrieval prompts to add for ``model`` behind a server: the given ones, else those the
+    packaged model's entry records, else none.
+
+    >>> server_prompts("embeddinggemma-300m", None, "t: ")
+    {'query': 'task: search result | query: ', 'document': 't: '}
+    """
     spec = models.PACKAGED_MODELS.get(model)
-    config = spec.path(cache_dir) / "config_sentence_transformers.json" if spec else None
-    if config and config.exists():
-        saved = json.loads(config.read_text(encoding="utf-8")).get("prompts") or {}
-        prompts = {kind: saved[kind] for kind in ("query", "document") if kind in saved}
     given = {"query": query, "document": document}
-    return prompts | {kind: value for kind, value in given.items() if value is not None}
+    return dict(spec.prompts if spec else ()) | {kind: value for kind, value in given.items() if value is not None}
 
 
 @lru_cache(maxsize=4)
@@ -158,10 +162,9 @@ def load_embeddings(spec: str, cache_dir: Path, url: str | None = None, timeout:
     """The embedder for ``spec``, built once per process."""
     if spec.startswith(SERVER):
         if not url:
-            raise EmbeddingError(f"{spec} needs ASSISTANT_EMBEDDINGS_URL (e.g. http://127.0.0.1:7997/v1)")
+            raise EmbeddingError(f"{spec} needs ASSISTANT_EMBEDDINGS_URL (e.g. http://127.0.0.1:7997 for Infinity)")
         model = embedder_id(spec)
-        return ServerEmbeddings(model, url, server_prompts(model, cache_dir, query_prompt, document_prompt),
-                                batch_size, timeout)
+        return ServerEmbeddings(model, url, server_prompts(model, query_prompt, document_prompt), batch_size, timeout)
     name = embedder_id(spec)
     path = resolve_embedding_model(name, cache_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -177,7 +180,7 @@ def load_embeddings(spec: str, cache_dir: Path, url: str | None = None, timeout:
             f"could not load embedding model {name} ({type(exc).__name__}: {str(exc)[:200]}); "
             f"run `assistant models fetch --force` or pick another ASSISTANT_EMBEDDING_MODEL"
         ) from None
-    return SentenceTransformerEmbeddings(model, name)
+    return SentenceTransformerEmbeddings(model, name, batch_size)
 
 
 def embeddings_for(settings: Any) -> CachedEmbeddings:

@@ -121,14 +121,16 @@ class LexicalIndex:
         return cls(bm25, list(ids))
 
     def save(self, folder: Path) -> None:
-        """Write the index to ``folder`` whole: into a temporary sibling first, then renamed."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        """Write the index to ``folder`` whole: into a temporary sibling first, then renamed. If
+        another process saved the same index first, or the write fails, the index in memory still
+        serves; only the next start rebuilds it."""
         tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
-        self._bm25.save(str(tmp), show_progress=False)
-        (tmp / "ids.json").write_text(json.dumps({"word_rules": WORD_RULES, "ids": self.ids}), encoding="utf-8")
         try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            self._bm25.save(str(tmp), show_progress=False)
+            (tmp / "ids.json").write_text(json.dumps({"word_rules": WORD_RULES, "ids": self.ids}), encoding="utf-8")
             os.rename(tmp, folder)
-        except OSError:  # another process saved the same index first: theirs is as good
+        except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod

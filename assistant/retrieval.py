@@ -20,7 +20,10 @@ from . import AssistantError
 from .chunking import Chunk, Span
 from .embeddings import cosine
 from .lexical import LexicalIndex, tokenize
+from .settings import Settings
 from .store import Store
+
+DEFAULTS = Settings.model_fields  # the tuned numbers' one home; the defaults below read it
 
 
 def rrf(rankings: list[list[str]], k: int = 60, weights: list[float] | None = None) -> dict[str, float]:
@@ -50,8 +53,8 @@ class HybridRetriever(BaseRetriever):
     store: Store
     k: int = 4
     fetch_k: int = 20
-    rrf_k: int = 60
-    lexical_weight: float = 0.7
+    rrf_k: int = DEFAULTS["rrf_k"].default
+    lexical_weight: float = DEFAULTS["fusion_lexical_weight"].default
     doc_filter: str | None = None
     _chunks: list[Chunk] = PrivateAttr(default_factory=list)
     _by_id: dict[str, Chunk] = PrivateAttr(default_factory=dict)
@@ -65,9 +68,8 @@ class HybridRetriever(BaseRetriever):
 
     def refresh(self) -> None:
         """(Re)load chunks and the lexical index from the store."""
-        self._chunks = self.store.chunks()
+        self._chunks, self._lexical = self.store.snapshot()
         self._by_id = {c.id: c for c in self._chunks}
-        self._lexical = self.store.lexical_index(self._chunks)
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -149,7 +151,7 @@ def validate_query(text: str, limit: int) -> str:
 
 
 def rank_sentences(
-    query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = 0.3
+    query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default
 ) -> list[tuple[float, Chunk, Span]]:
     """Every sentence of ``chunks`` scored against the query, best first.
 

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         "embeddinggemma-300m", description="local (a packaged name, a path, a hub id) or openai/<model> on ASSISTANT_EMBEDDINGS_URL"
     )
-    embeddings_url: str | None = Field(None, description="OpenAI-compatible server for openai/<model> embeddings, e.g. http://127.0.0.1:7997/v1")
+    embeddings_url: str | None = Field(None, description="OpenAI-compatible server for openai/<model> embeddings, e.g. http://127.0.0.1:7997 (Infinity); its key, if any, in EMBEDDINGS_API_KEY")
     embedding_batch: int = Field(32, ge=1, le=2048, description="chunks embedded per request / forward pass at ingest")
     embedding_query_prompt: str | None = Field(None, description="prefix for questions sent to an embeddings server (default: the packaged model's own)")
     embedding_document_prompt: str | None = Field(None, description="prefix for chunks sent to an embeddings server (default: the packaged model's own)")

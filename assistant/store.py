@@ -128,12 +128,19 @@ class Store:
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.embedder}|sentences={self.settings.chunk_sentences}|chunker={CHUNKER_VERSION}"
+        """What the vectors depend on: the embedder, chunking, and prompts given instead of the model's."""
+        s = self.settings
+        prompts = "".join(f"|{kind}={p}" for kind, p in (("query", s.embedding_query_prompt), ("document", s.embedding_document_prompt)) if p)
+        return f"{self.embedder}|sentences={s.chunk_sentences}|chunker={CHUNKER_VERSION}{prompts}"
 
     def _check_embedder(self, pointer: dict[str, Any]) -> None:
-        """Refuse to mix: questions and chunks must be embedded by the same model."""
-        recorded = str(pointer.get("fingerprint") or "").split("|")[0]
-        if recorded and recorded != self.embedder:
+        """Refuse to mix: questions and chunks must be embedded by the same model, same prompts."""
+
+        def embedding(fingerprint: str) -> str:
+            return "|".join(p for p in fingerprint.split("|") if not p.startswith(("sentences=", "chunker=")))
+
+        recorded = embedding(str(pointer.get("fingerprint") or ""))
+        if recorded and recorded != embedding(self.fingerprint):
             raise StoreError(
                 f"the index was built with the embedder {recorded}, and this process embeds with "
                 f"{self.embedder}; run `assistant ingest --replace` to rebuild it with {self.embedder}, "
@@ -147,8 +154,8 @@ class Store:
             return {}
         return dict(meta)
 
-    def _live(self) -> tuple[Any, Any]:
-        pointer = self._pointer()
+    def _live(self, pointer: dict[str, Any] | None = None) -> tuple[Any, Any]:
+        pointer = pointer or self._pointer()
         if not pointer.get("chunks"):
             raise StoreError("no index yet; run `assistant ingest` first")
         try:
@@ -175,9 +182,9 @@ class Store:
             "location": self.settings.chroma_url or str(self.settings.chroma_dir),
         }
 
-    def chunks(self) -> list[Chunk]:
-        """All live chunks, in document order."""
-        collection, _ = self._live()
+    def chunks(self, pointer: dict[str, Any] | None = None) -> list[Chunk]:
+        """All live chunks (of the index ``pointer`` names, by default the live one), in document order."""
+        collection, _ = self._live(pointer)
         got = _get_all(collection, ["documents", "metadatas"])
         try:
             found = [
@@ -200,27 +207,25 @@ class Store:
     def _lexical_dir(self, chunks_collection: str) -> Path:
         return self.settings.home / "lexical" / chunks_collection
 
-    def lexical_index(self, chunks: list[Chunk] | None = None) -> LexicalIndex:
-        """The live collection's BM25 index, memory-mapped from beside the Chroma index.
+    def snapshot(self) -> tuple[list[Chunk], LexicalIndex]:
+        """The live chunks and their BM25 index, both of the one index the pointer names now.
 
-        Ingest writes it; its folder is named after the chunk collection, whose name is new at
-        every ingest, so it flips with the pointer. An app whose data directory lacks it (the
-        index lives on a Chroma server another machine filled) builds it once from the
-        collection's chunks and keeps it under the same name; every process then reads that.
+        The BM25 index is memory-mapped from beside the Chroma index: ingest writes it, in a folder
+        named after the chunk collection, whose name is new at every ingest, so it flips with the
+        pointer. An app whose data directory lacks it (the index lives on a Chroma server another
+        machine filled) builds it once from that collection's chunks and keeps it under the same
+        name; every process of that machine then reads it.
         """
-        name = self._pointer().get("chunks")
-        if not name:
-            raise StoreError("no index yet; run `assistant ingest` first")
-        folder = self._lexical_dir(name)
+        pointer = self._pointer()
+        chunks = self.chunks(pointer)
+        folder = self._lexical_dir(pointer["chunks"])
         try:
-            return LexicalIndex.load(folder)
+            return chunks, LexicalIndex.load(folder)
         except (FileNotFoundError, ValueError, OSError):
             shutil.rmtree(folder, ignore_errors=True)
-        chunks = self.chunks() if chunks is None else chunks
         index = LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks])
         index.save(folder)
-        self._prune_lexical({name})
-        return index
+        return chunks, index
 
     def dense_search(self, query: str, n: int, doc: str | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) for the ``n`` nearest chunks, of document ``doc`` if given."""
@@ -304,8 +309,10 @@ class Store:
         same_model = pointer.get("fingerprint") == self.fingerprint
         old: dict[str, tuple[str, list[float]]] = {}
         old_sources: dict[str, str] = {}
+        live_ids: set[str] = set()
         if pointer.get("chunks"):
-            chunks_col, docs_col = self._live()
+            chunks_col, docs_col = self._live(pointer)
+            live_ids = set(_get_all(chunks_col, [])["ids"])
             if same_model:
                 old = self._vectors(chunks_col)
             new_ids = {d.doc_id for d in documents}
@@ -314,7 +321,6 @@ class Store:
                 old_sources[i] = text
                 if not replace and i not in new_ids:
                     documents = documents + [parse_text(text, i, json.loads(m["meta"]))]
-        live_ids = set(old)
         chunks = chunk_documents(documents, self.settings.chunk_sentences)
         unchanged = (
             same_model and {c.id for c in chunks} == live_ids
@@ -336,7 +342,6 @@ class Store:
             removed=len(live_ids - {c.id for c in chunks}),
             changed=True,
         )
-        self._drop_orphans()
         tag = uuid.uuid4().hex[:8]
         base = self.settings.collection
         chunks_col = self.client.create_collection(
@@ -363,6 +368,7 @@ class Store:
 
     def _finish(self, chunks_col: Any, tag: str, chunks: list[Chunk], documents: list[Document]) -> None:
         """Write the documents and the lexical index beside the new chunks, then flip the pointer."""
+        self._drop_orphans(keep=frozenset({chunks_col.name}))  # now that what they held is written again
         docs_col = self.client.create_collection(f"{self.settings.collection}__docs_{tag}", embedding_function=None)
         LexicalIndex.build([c.text for c in chunks], [c.id for c in chunks]).save(self._lexical_dir(chunks_col.name))
         self._add(docs_col, documents, lambda part: {
@@ -389,10 +395,10 @@ class Store:
         for start in range(0, len(items), size):
             collection.add(**columns(items[start : start + size]))
 
-    def _drop_orphans(self) -> None:
-        """Remove collections left by an interrupted ingest (never the live ones)."""
+    def _drop_orphans(self, keep: frozenset = frozenset()) -> None:
+        """Remove collections left by an interrupted ingest (never the live ones, nor ``keep``)."""
         pointer = self._pointer()
-        live = {pointer.get("chunks"), pointer.get("docs"), self.pointer_name}
+        live = {pointer.get("chunks"), pointer.get("docs"), self.pointer_name} | keep
         prefix = f"{self.settings.collection}__"
         for collection in self.client.list_collections():
             name = collection if isinstance(collection, str) else collection.name
@@ -400,11 +406,14 @@ class Store:
                 self._delete(name)
         self._prune_lexical(live)
 
-    def _prune_lexical(self, live: set) -> None:
-        """Remove this collection's lexical index folders that no live collection names."""
-        for folder in self._lexical_dir("").glob(f"*{self.settings.collection}__*"):
-            if folder.name not in live:
-                shutil.rmtree(folder, ignore_errors=True)
+    def _prune_lexical(self, keep: set) -> None:
+        """Remove this collection's lexical index folders (and temporary ones) not in ``keep``;
+        called under the ingest lock only."""
+        base = self.settings.collection
+        for pattern in (f"{base}__*", f".{base}__*"):
+            for folder in self._lexical_dir("").glob(pattern):
+                if folder.name not in keep:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _delete(self, name: str) -> None:
         shutil.rmtree(self._lexical_dir(name), ignore_errors=True)

@@ -18,6 +18,12 @@ recall beyond the pool size is an estimate in that sense.
 
     .venv/bin/python eval/bench_scale.py --sizes 100 1000 10000 100000 --out runs/scale
     .venv/bin/python eval/bench_scale.py --plot-only --out runs/scale
+    .venv/bin/python eval/bench_scale.py --server --sizes 1000 100000 --out runs/scale-server   # through `chroma run`
+    .venv/bin/python eval/bench_scale.py --throughput 256 --out runs/scale-server   # in process vs Infinity
+
+``--server`` stores through a ``chroma run`` server started per size (its peak memory is recorded);
+``--throughput`` embeds the same passages in process and through Infinity serving the same model
+files (``make .venv-infinity``) and reports both rates and their agreement.
 
 Writes ``results.json`` (one entry per size), ``scale.md`` (table) and ``scale.png`` (log-log).
 """
@@ -112,14 +118,11 @@ def embed_pool(out: Path, size: int, sentences: int) -> dict:
 @contextmanager
 def chroma_server(path: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """``chroma run`` on a free loopback port, storing in ``path``; (its URL, its process)."""
-    from assistant.eval.servers import free_port, wait_for_http
+    from assistant.eval.servers import free_port, start_chroma
 
     port = free_port()
-    chroma = Path(sys.executable).parent / "chroma"
-    proc = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = start_chroma(path, port, log)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60, log)
         yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()

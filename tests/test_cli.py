@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from helpers import ARTICLE, free_port
+from helpers import ARTICLE, ROOT, free_port
 
 from assistant.cli import build_parser, main
 from assistant.corpus import read_document
@@ -134,3 +134,10 @@ def test_remote_bind_needs_a_flag(settings_factory, capsys):
     settings_factory()
     code, _, err = run(["serve", "--host", "0.0.0.0"], capsys)
     assert code == 2 and "--allow-remote" in err
+
+
+def test_env_example_lists_every_setting():
+    from assistant.settings import Settings
+
+    listed = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert [n for n in Settings.model_fields if f"ASSISTANT_{n.upper()}=" not in listed] == []

@@ -12,22 +12,25 @@ import pytest
 from helpers import ARTICLE, BagOfWordsEmbeddings
 
 from assistant.corpus import parse_text, read_document
-from assistant.embeddings import ServerEmbeddings, load_embeddings, server_prompts
+from assistant.embeddings import EmbeddingError, ServerEmbeddings, load_embeddings, server_prompts
 from assistant.store import Store, StoreError
 
 
 def test_an_index_is_never_mixed_with_another_embedder(settings_factory, fake_embeddings):
-    Store(settings_factory(), fake_embeddings).ingest([read_document(ARTICLE)])
-    other = Store(settings_factory(embedding_model="openai/another-model"), fake_embeddings)
-    with pytest.raises(StoreError, match=r"embeddinggemma-300m.*another-model.*assistant ingest --replace"):
-        other.dense_search("Wo wurden Piloten ausgebildet?", 3)
-    with pytest.raises(StoreError, match="--replace"):
-        other.ingest([read_document(ARTICLE)])
+    question = "Wo wurden Piloten ausgebildet?"
+    Store(settings_factory(), fake_embeddings).ingest([read_document(ARTICLE)])  # in process: embeddinggemma-300m
+    served = Store(settings_factory(embedding_model="openai/embeddinggemma-300m"), fake_embeddings)
+    assert served.dense_search(question, 3)  # the same model behind a server shares the index
+    for other in (Store(settings_factory(embedding_model="openai/another-model"), fake_embeddings),
+                  Store(settings_factory(embedding_document_prompt="passage: "), fake_embeddings)):
+        with pytest.raises(StoreError, match=r"built with the embedder embeddinggemma-300m.*assistant ingest --replace"):
+            other.dense_search(question, 3)
+        with pytest.raises(StoreError, match="--replace"):
+            other.ingest([read_document(ARTICLE)])
     report = other.ingest([read_document(ARTICLE)], replace=True)
-    assert report.embedded == report.chunks and other.dense_search("Wo wurden Piloten ausgebildet?", 3)
-    # the same model behind a server shares the index built in process
-    served = Store(settings_factory(embedding_model="openai/another-model", embeddings_url="http://127.0.0.1:9/v1"), fake_embeddings)
-    assert served.dense_search("Wo wurden Piloten ausgebildet?", 3)
+    assert report.embedded == report.chunks and other.dense_search(question, 3)
+    with pytest.raises(StoreError, match="--replace"):
+        served.dense_search(question, 3)
 
 
 def test_an_interrupted_ingest_resumes_where_it_stopped(settings_factory):
@@ -87,10 +90,8 @@ def test_a_server_gets_prompts_and_batches_and_vectors_come_back_normalised(sett
 
 
 def test_server_prompts_come_from_the_packaged_model_or_the_settings(settings_factory):
-    settings = settings_factory()
-    packaged = server_prompts("embeddinggemma-300m", settings.cache_dir, None, None)
-    if packaged:  # the model is fetched here
-        assert packaged == {"query": "task: search result | query: ", "document": "title: none | text: "}
-    assert server_prompts("my-model", settings.cache_dir, "q: ", None) == {"query": "q: "}
-    with pytest.raises(Exception, match="ASSISTANT_EMBEDDINGS_URL"):
-        load_embeddings("openai/my-model", settings.cache_dir)
+    assert server_prompts("embeddinggemma-300m", None, None) == {
+        "query": "task: search result | query: ", "document": "title: none | text: "}
+    assert server_prompts("my-model", "q: ", None) == {"query": "q: "}
+    with pytest.raises(EmbeddingError, match="ASSISTANT_EMBEDDINGS_URL"):
+        load_embeddings("openai/my-model", settings_factory().cache_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from helpers import ARTICLE, ROOT, free_port, wait_for_http
 
 from assistant.corpus import read_document
 from assistant.eval.metrics import RetrievalSystem, load_qa, retrieval_metrics, run_retrieval
+from assistant.eval.servers import start_chroma
 from assistant.retrieval import HybridRetriever
 
 
@@ -50,13 +50,9 @@ def test_real_search_top_hit(real_index, query, expected):
 
 @pytest.mark.slow
 def test_chroma_server_ingest_and_search(tmp_path, real_embeddings, settings_factory):
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    assert chroma, "the chromadb package provides the `chroma` command"
     port = free_port()
-    proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server"), "--port", str(port), "--host", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_chroma(tmp_path / "server", port, tmp_path / "chroma.log")
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60)
         from assistant.store import Store
 
         settings = settings_factory(chroma_url=f"http://127.0.0.1:{port}")

@@ -25,7 +25,7 @@ def test_ingest_saves_the_index_and_swaps_it_with_the_collection(settings_factor
     store.ingest([parse_text(doc.source.replace("Lipezk", "Lipezk am Woronesch"), doc.doc_id, doc.meta)])
     second = _folders(settings)
     assert second == [store._pointer()["chunks"]] and second != first
-    index = store.lexical_index()
+    _, index = store.snapshot()
     assert "woronesch" in tokenize("Woronesch") and index.search("Woronesch", 1)[0][0] in {c.id for c in store.chunks()}
 
 
@@ -34,9 +34,9 @@ def test_a_missing_or_damaged_index_is_rebuilt_from_the_collection(settings_fact
     store = Store(settings, fake_embeddings)
     store.ingest([read_document(ARTICLE)])
     folder = settings.home / "lexical" / store._pointer()["chunks"]
-    expected = store.lexical_index().search("Wo wurden die Piloten ausgebildet?", 3)
+    expected = store.snapshot()[1].search("Wo wurden die Piloten ausgebildet?", 3)
     (folder / "ids.json").write_text('{"word_rules": "older", "ids": []}', encoding="utf-8")  # stale and damaged
-    assert store.lexical_index().search("Wo wurden die Piloten ausgebildet?", 3) == expected
+    assert store.snapshot()[1].search("Wo wurden die Piloten ausgebildet?", 3) == expected
     for path in folder.iterdir():
         path.unlink()
     folder.rmdir()  # missing, as on a machine that did not ingest

@@ -6,7 +6,6 @@ them, and two `assistant serve` processes sharing them; one question through eac
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from helpers import ARTICLE, free_port, wait_for_http
 
 from assistant.embeddings import cosine, load_embeddings
-from assistant.eval.servers import start_infinity
+from assistant.eval.servers import start_chroma, start_infinity
 
 
 def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -31,15 +30,12 @@ def test_two_apps_share_one_chroma_server_one_inference_server_and_one_embedding
 
     from assistant import models
 
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    assert chroma, "the chromadb package provides the `chroma` command"
     settings = settings_factory()
     gguf = models.require("qwen2.5-coder-0.5b-instruct", settings.cache_dir)
     chroma_port, llm_port, embed_port = free_port(), free_port(), free_port()
     embed_url = f"http://127.0.0.1:{embed_port}"
     procs = [
-        _start([chroma, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(chroma_port)],
-               tmp_path / "chroma.log"),
+        start_chroma(tmp_path / "chroma", chroma_port, tmp_path / "chroma.log"),
         _start([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port",
                 str(llm_port), "--n_ctx", "4096", "--model_alias", "qwen-small"], tmp_path / "llm.log"),
     ]
@@ -52,7 +48,6 @@ def test_two_apps_share_one_chroma_server_one_inference_server_and_one_embedding
                  (served.embed_query("Wo lag Kama?"), real_embeddings.embed_query("Wo lag Kama?"))]
         assert all(cosine(a, b) >= 0.99 for a, b in pairs), [cosine(a, b) for a, b in pairs]
 
-        wait_for_http(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", procs[0], 60, tmp_path / "chroma.log")
         chroma_url = f"http://127.0.0.1:{chroma_port}"
         remote = dict(os.environ) | {  # already isolated by conftest.isolate
             "ASSISTANT_CHROMA_URL": chroma_url,

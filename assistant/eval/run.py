@@ -11,6 +11,7 @@ from tqdm import tqdm
 from .. import AssistantError
 from ..citations import Support, embedding_similarity
 from ..embeddings import cosine
+from ..lexical import WORD_RULES, LexicalIndex
 from ..retrieval import HybridRetriever
 from ..settings import Settings
 from .metrics import (
@@ -57,7 +58,8 @@ def run_eval(
     retriever = HybridRetriever.for_settings(settings)
     summary: dict[str, Any] = {"qa": str(qa), "split": split, "items": len(items), "settings": {
         "k": settings.k, "fetch_k": settings.fetch_k, "chunk_sentences": settings.chunk_sentences,
-        "embedding_model": settings.embedding_model, **settings.thresholds()}}
+        "embedding_model": settings.embedding_model, **settings.thresholds(),
+        "lexical": {"word_rules": WORD_RULES, "k1": LexicalIndex.K1, "b": LexicalIndex.B}}}
     from .baseline import bm25_retrieval, textbook_retrieval
 
     systems = [ours(retriever), bm25_retrieval(retriever.chunks)]

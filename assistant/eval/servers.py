@@ -59,6 +59,15 @@ def start_serve(port: int, log: Path, env: dict[str, str] | None = None, timeout
     return proc
 
 
+def start_chroma(path: Path, port: int, log: Path, timeout: float = 60) -> subprocess.Popen:
+    """``chroma run`` (the chromadb package's server) storing in ``path``, once it answers."""
+    chroma = Path(sys.executable).parent / "chroma"
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, timeout, log)
+    return proc
+
+
 def start_infinity(model_dir: Path, name: str, port: int, log: Path, timeout: float = 240) -> subprocess.Popen:
     """Infinity serving the sentence-transformers model in ``model_dir`` as ``name`` on CPU, once it
     answers ``/models`` (``/embeddings`` is then an OpenAI-compatible endpoint at the root)."""
