@@ -192,6 +192,7 @@ class LlamaCppChat(BaseChatModel):
         with _llama_lock(id(self.llama)):
             key = self.state.key(str(messages[0].content)) if self.state and messages else None
             saved = key is not None and self.state.restore(self.llama, key)
+            before = _prompt_tokens_evaluated(self.llama)
             for part in self.llama.create_chat_completion(
                 self._messages(messages),
                 stream=True,
@@ -205,6 +206,10 @@ class LlamaCppChat(BaseChatModel):
                     if run_manager:
                         run_manager.on_llm_new_token(text, chunk=chunk)
                     yield chunk
+            # What this answer cost: the prompt tokens not already in the model's cache.
+            new = _prompt_tokens_evaluated(self.llama) - before
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content="", usage_metadata={"input_tokens": new, "output_tokens": 0, "total_tokens": new}))
             if key is not None and not saved:
                 self.state.save(self.llama, key)
 
@@ -217,6 +222,13 @@ class LlamaCppChat(BaseChatModel):
     ) -> ChatResult:
         text = "".join(str(c.message.content) for c in self._stream(messages, stop, run_manager, **kwargs))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+def _prompt_tokens_evaluated(llama: Any) -> int:
+    """llama.cpp's count of prompt tokens evaluated so far in this context (batched decodes)."""
+    import llama_cpp
+
+    return int(llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval)
 
 
 @lru_cache(maxsize=8)

@@ -173,6 +173,7 @@ class Answer:
     notice: str = ""
     draft: str = ""
     tokens: int = 0
+    prompt_tokens: int = 0
 
     def citations(self) -> list[dict[str, Any]]:
         return [{"marker": f.n, "chunk_id": f.chunk_id, "text": f.passage} for f in self.footnotes]
@@ -193,6 +194,7 @@ class Answer:
             "notice": self.notice,
             "draft": self.draft,
             "tokens": self.tokens,
+            "prompt_tokens": self.prompt_tokens,
         }
 
 
@@ -246,8 +248,12 @@ class AnswerChain:
         self.backend = backend
         self.prompts = prompts or Prompts()
         self.fallback = fallback
-        embeddings = retriever.store.embeddings
-        self.support = Support.for_settings(settings, embedding_similarity(embeddings))
+        self._warm = False
+
+        def similarity(claim: str, texts: list[str]) -> list[float]:  # the embedder loads at first use
+            return embedding_similarity(retriever.store.embeddings)(claim, texts)
+
+        self.support = Support.for_settings(settings, similarity)
         self._numbering: dict[int, Chunk] | None = None
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
@@ -406,10 +412,15 @@ class AnswerChain:
     def warm_up(self) -> None:
         """Load the index and the embedder and put the system prompt into the model's cache (a
         local model restores it from disk when it ran before), without answering anything."""
+        self.warm_up_model()
         self.retriever.search("Einleitung", 1)
-        if self.model is not None:
+
+    def warm_up_model(self) -> None:
+        """Put the system prompt into the model's cache (once per process; needs no embedder)."""
+        if self.model is not None and not self._warm:
             _, system, _ = self._layout()
             self.model.invoke([SystemMessage(system), HumanMessage("?")], max_tokens=1)
+            self._warm = True
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
         for kind, value in self.stream(question, history):
@@ -429,6 +440,9 @@ class AnswerChain:
         assert self.model is not None
         text = ""
         for part in self.model.stream([SystemMessage(system), HumanMessage(user)]):
+            usage = getattr(part, "usage_metadata", None)
+            if usage:  # a local model reports the prompt tokens this question cost it
+                result.prompt_tokens += usage.get("input_tokens", 0)
             piece = str(part.content)
             if not piece:
                 continue

@@ -117,15 +117,33 @@ class QueryError(AssistantError, ValueError):
     """The question cannot be used as given."""
 
 
+# Cyrillic and Greek letters that look like Latin ones (after Unicode's confusables.txt).
+_LOOKALIKES = str.maketrans(
+    "аеорсухѕіјԁһӏАВЕКМНОРСТУХЅІЈαεοιυνρκχτΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeopcyxsijdhlABEKMHOPCTYXSIJaeoiuvpkxtABEZHIKMNOPTYX",
+)
+_MIXED = re.compile(r"\w*[A-Za-zÀ-ÿ]\w*")
+
+
+def _unmask(word: re.Match) -> str:
+    """A word written in Latin letters with Cyrillic or Greek look-alikes among them, in Latin."""
+    text = word.group()
+    return text.translate(_LOOKALIKES) if any("\u0370" <= ch <= "\u04ff" for ch in text) else text
+
+
 def clean_question(text: str) -> str:
     """The one input cleaner of every entry point (UI, CLI, eval, API): Unicode NFC, control and
     format characters (zero-width, bidi overrides) removed, an invisible separator between two
-    words kept as a space, whitespace collapsed.
+    words kept as a space, Cyrillic or Greek look-alike letters inside a Latin word made Latin
+    (words wholly in another script stay as they are), whitespace collapsed.
 
     >>> clean_question("  Wer?\\u200b\\x00 "), clean_question("\\u202eWo\\u200bwurden\\u202c Piloten?")
     ('Wer?', 'Wo wurden Piloten?')
+    >>> clean_question("W\\u0435r w\\u0430r d\\u03b5r Staatssekretär? Кто такой?")
+    'Wer war der Staatssekretär? Кто такой?'
     """
     text = unicodedata.normalize("NFC", text or "")
+    text = _MIXED.sub(_unmask, text)
     text = re.sub(r"(?<=\w)[\u200b\u2060\ufeff](?=\w)", " ", text)
     cleaned = "".join(
         ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")

@@ -18,6 +18,7 @@ from . import AssistantError
 from .backends import available
 from .chain import AnswerChain, build_chain
 from .corpus import DEBRIS, MARKER
+from .embeddings import embeddings_for
 from .retrieval import HybridRetriever, clean_question
 from .settings import Settings
 
@@ -52,9 +53,18 @@ class ChatService:
             self._status = self._describe()
 
     def warm_up(self) -> None:
-        """Load the index, the embedder and the default model, and prime the model's prompt cache."""
+        """Load the index, the embedder and the default model, and prime the model's prompt cache.
+
+        The embedder loads in a thread of its own while the index and the model load here: the
+        first answer after a start waits for the slower of the two, not for both.
+        """
+        embedder = threading.Thread(target=lambda: embeddings_for(self.settings).embed_query("?"), daemon=True)
+        embedder.start()
         try:
-            self.chain(self.settings.backend).warm_up()
+            chain = self.chain(self.settings.backend)
+            chain.warm_up_model()
+            embedder.join()
+            chain.warm_up()
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"

@@ -24,7 +24,13 @@ def test_qa_file_schema_and_coverage():
 
 def test_every_evidence_string_is_verbatim_in_the_article():
     source = ARTICLE.read_text(encoding="utf-8")
-    for line in (ROOT / "eval" / "qa.jsonl").read_text(encoding="utf-8").splitlines():
-        item = json.loads(line)
-        for evidence in item["evidence"]:
-            assert evidence in source, (item["id"], evidence)
+    for name in ("qa.jsonl", "hostile.jsonl", "other-languages.jsonl"):
+        for line in (ROOT / "eval" / name).read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            for evidence in item["evidence"]:
+                assert evidence in source, (name, item["id"], evidence)
+
+
+def test_questions_in_other_languages_cover_five_languages():
+    items = load_qa(ROOT / "eval" / "other-languages.jsonl")
+    assert len(items) >= 10 and len({i["lang"] for i in items} - {"de", "en"}) >= 5

@@ -256,6 +256,7 @@ def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         "total_p50_s": pct(total, 0.5),
         "total_p95_s": pct(total, 0.95),
         "tokens_mean": _ratio(sum(r.get("tokens", 0) for r in records), len(records)),
+        "prompt_tokens_p50": pct([r.get("prompt_tokens", 0) for r in records], 0.5),
         "errors": sum(1 for r in records if r.get("error")),
     }
 

@@ -11,7 +11,7 @@ from .metrics import read_jsonl, results_path
 ANSWER_KEYS = ["accuracy", "answer_similarity", "refusal_accuracy", "false_refusal_rate", "answered_wrong",
                "citation_precision", "citation_recall",
                "alce_citation_precision", "alce_citation_recall",
-               "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean", "answer_sentences_p50"]
+               "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "tokens_mean", "prompt_tokens_p50", "answer_sentences_p50"]
 HIGHER_IS_BETTER = {"accuracy", "answer_similarity", "refusal_accuracy", "citation_precision", "citation_recall",
                     "alce_citation_precision", "alce_citation_recall"}
 
