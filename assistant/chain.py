@@ -37,6 +37,7 @@ from .evidence import (
     stands_alone,
     unknown_terms,
     verdict,
+    with_years,
 )
 from .lexical import tokenize
 from .retrieval import HybridRetriever, rank_sentences, validate_query
@@ -126,6 +127,8 @@ _SOURCE_QUESTION = re.compile(
     re.IGNORECASE,
 )
 SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}
+YEARS = {"de": ("{n} Jahre ({first}–{last}).", "Ein Jahr ({first}–{last})."),
+         "en": ("{n} years ({first}–{last}).", "One year ({first}–{last}).")}
 # The languages a question is told apart among: py3langid restricted to them, since unrestricted
 # it takes a short German question for Luxembourgish. Measured by `eval/bench_language.py`.
 CANDIDATE_LANGUAGES = ("de", "en", "fr", "es", "it", "nl", "pl", "pt", "ru", "tr", "sv", "da", "cs", "uk", "ar", "zh", "ja")
@@ -373,6 +376,14 @@ class AnswerChain:
         asked = analyse(focus)
         ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
         evidence = select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
+        evidence, span = with_years(focus, evidence, ranked)
+        if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
+            first, last = span
+            lead = YEARS[reply][last - first == 1].format(n=last - first, first=first, last=last)
+            sources = [(c, s) for c, s in evidence.items if str(first) in s.text or str(last) in s.text]
+            text, footnotes = render([(lead, sources)] + [(s.text, [(c, s)]) for c, s in evidence.items])
+            yield "answer", finish(text, False, footnotes)
+            return
         strong = coverage(asked, evidence.texts) >= self.settings.min_coverage_over_model
         # Unfamiliar words and weak evidence together: no quote can answer this.
         doubtful = not strong and self._unfamiliar(asked, lang)

@@ -394,3 +394,72 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
     if not new:
         return False
     return not all(t.isdigit() and int(t) in shown_numbers for t in new)
+
+
+# "How many years …" and "how long …": a difference of two years the text gives, computed here.
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+_YEAR_RANGE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\s*(?:bis|to|until|till|–|-)\s*(1[0-9]{3}|20[0-9]{2})\b")
+_HOW_LONG = re.compile(r"\b(?:wie\s+lange|how\s+long)\b", re.IGNORECASE)
+_HOW_MANY_YEARS = re.compile(r"\b(?:wie\s+viele\s+jahre|how\s+many\s+years)\b", re.IGNORECASE)
+_APART = re.compile(r"\b(?:nach|vor|zwischen|seit|später|früher|after|before|between|since|later|earlier)\b",
+                    re.IGNORECASE)
+_ENDS = re.compile(r"\b(?:ende\w*|beende\w*|end|ends|ended|ending)\b", re.IGNORECASE)
+_BEGINS = re.compile(r"\b(?:begann|beginn\w*|anfang\w*|began|begin\w*|start\w*)\b", re.IGNORECASE)
+
+
+def years_asked(question: str) -> bool:
+    """Whether the question asks for a number of years ("wie viele Jahre …", "how long …").
+
+    >>> years_asked("Wie viele Jahre nach dem Vertrag erschien der Artikel?"), years_asked("Wann?")
+    (True, False)
+    """
+    return bool(_HOW_MANY_YEARS.search(question) or _HOW_LONG.search(question))
+
+
+def year_span(question: str, texts: Sequence[str]) -> tuple[int, int] | None:
+    """The two years a years question is about, when the question and the evidence name exactly two.
+
+    A span ("1924 bis 1933") answers "how long"; asked for the time between two events, its first
+    year stands for a beginning ("begann") and its last for an end ("Ende"); other years count as
+    they stand. Anything else is ambiguous: None.
+
+    >>> year_span("Wie viele Jahre nach Rapallo erschien der Artikel?", ["Rapallo 1922.", "1929 erschien er."])
+    (1922, 1929)
+    >>> year_span("How many years before the cooperation ended did X happen?", ["from 1924 to 1933", "1926 X"])
+    (1926, 1933)
+    >>> year_span("Wie lange dauerte sie?", ["in den Jahren 1924 bis 1933"])
+    (1924, 1933)
+    >>> [year_span(q, ["1922, 1926 und 1929."]) for q in ["Wie viele Jahre nach Rapallo kam er?", "Wie lange saß er?"]]
+    [None, None]
+    """
+    if not years_asked(question):
+        return None
+    ranges: list[tuple[int, int]] = []
+    points = {int(y) for y in _YEAR.findall(question)}
+    for text in texts:
+        found = list(_YEAR_RANGE.finditer(text))
+        ranges += [(int(m[1]), int(m[2])) for m in found]
+        points |= {int(m[1]) for m in _YEAR.finditer(text) if not any(r.start() <= m.start() < r.end() for r in found)}
+    if not _APART.search(question):  # how long something lasted: a span the text gives, nothing looser
+        return ranges[0] if len(ranges) == 1 and not points else None
+    for first, last in ranges:
+        points |= ({first} if _BEGINS.search(question) else set()) | ({last} if _ENDS.search(question) else set())
+    return (min(points), max(points)) if len(points) == 2 else None
+
+
+def with_years(question: str, evidence: Evidence, ranked: Sequence[tuple[float, Chunk, Span]],
+               depth: int = 8) -> tuple[Evidence, tuple[int, int] | None]:
+    """The evidence for a years question, with the best-ranked sentence that gives the missing
+    year added when the chosen sentences hold only one; and the two years, if they are clear."""
+    span = year_span(question, evidence.texts)
+    if span or not years_asked(question):
+        return evidence, span
+    have = {(c.id, s.start) for c, s in evidence.items}
+    for _, chunk, sentence in ranked[:depth]:
+        if (chunk.id, sentence.start) in have or not _YEAR.search(sentence.text):
+            continue
+        items = tuple(sorted(evidence.items + ((chunk, sentence),), key=lambda cs: (cs[0].doc_id, cs[0].paragraph, cs[1].start)))
+        span = year_span(question, [s.text for _, s in items])
+        if span:
+            return Evidence(items, evidence.score, evidence.best), span
+    return evidence, None
