@@ -59,12 +59,14 @@ test-fast: $(DEV_STAMP)
 # Test split, our backends and the whole-article baseline in one run (~15 min here).
 eval: setup-dev
 	$(BIN)/assistant ingest
+	rm -rf runs/latest  # a fresh run: the eval resumes whatever a folder holds, even from older code
 	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --baseline --out runs/latest \
 		--backend local --backend extractive --backend baseline:article
 
 # The slower baselines (BM25 + simple prompt, textbook LangChain at ~30 s a question: ~1 h here).
 eval-baselines: setup-dev
 	$(BIN)/assistant ingest
+	rm -rf runs/baselines
 	$(BIN)/assistant eval --qa eval/qa.jsonl --split test --baseline --out runs/baselines \
 		--backend baseline:bm25 --backend baseline:textbook
 

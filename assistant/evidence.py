@@ -450,16 +450,34 @@ def year_span(question: str, texts: Sequence[str]) -> tuple[int, int] | None:
 def with_years(question: str, evidence: Evidence, ranked: Sequence[tuple[float, Chunk, Span]],
                depth: int = 8) -> tuple[Evidence, tuple[int, int] | None]:
     """The evidence for a years question, with the best-ranked sentence that gives the missing
-    year added when the chosen sentences hold only one; and the two years, if they are clear."""
-    span = year_span(question, evidence.texts)
-    if span or not years_asked(question):
-        return evidence, span
+    year added when the chosen sentences hold only one; and the two years, if they are clear.
+
+    How long something lasted is read from one sentence with one span that shares a word with
+    the question: a span in a sentence about something else is the duration of something else."""
+    if not years_asked(question):
+        return evidence, None
     have = {(c.id, s.start) for c, s in evidence.items}
-    for _, chunk, sentence in ranked[:depth]:
-        if (chunk.id, sentence.start) in have or not _YEAR.search(sentence.text):
-            continue
-        items = tuple(sorted(evidence.items + ((chunk, sentence),), key=lambda cs: (cs[0].doc_id, cs[0].paragraph, cs[1].start)))
-        span = year_span(question, [s.text for _, s in items])
-        if span:
-            return Evidence(items, evidence.score, evidence.best), span
+
+    def adding(chunk: Chunk, sentence: Span) -> Evidence:
+        if (chunk.id, sentence.start) in have:
+            return evidence
+        items = evidence.items + ((chunk, sentence),)
+        return Evidence(tuple(sorted(items, key=lambda cs: (cs[0].doc_id, cs[0].paragraph, cs[1].start))),
+                        evidence.score, evidence.best)
+
+    candidates = list(evidence.items) + [(c, s) for _, c, s in ranked[:depth]]
+    if not _APART.search(question):
+        asked = set(tokenize(question)) - _W_TOKENS
+        for chunk, sentence in candidates:
+            if asked & set(tokenize(sentence.text)) and (span := year_span(question, [sentence.text])):
+                return adding(chunk, sentence), span
+        return evidence, None
+    span = year_span(question, evidence.texts)
+    if span:
+        return evidence, span
+    for chunk, sentence in candidates[len(evidence.items):]:
+        if (chunk.id, sentence.start) not in have and _YEAR.search(sentence.text):
+            grown = adding(chunk, sentence)
+            if span := year_span(question, grown.texts):
+                return grown, span
     return evidence, None
