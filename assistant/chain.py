@@ -374,6 +374,8 @@ class AnswerChain:
         # Evidence must match what is asked now: when no rewrite could be used, rank by the follow-up.
         focus = question if history and rewritten.startswith(question) else rewritten
         asked = analyse(focus)
+        if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
+            asked = replace(asked, yes_no=False, number=False, date=False)
         ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
         evidence = select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
         evidence, span = with_years(focus, evidence, ranked)

@@ -47,6 +47,12 @@ def test_a_passage_number_is_not_a_value(article):
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
 
 
+def test_a_question_in_another_language_gets_no_verdict_it_cannot_read(article):
+    answer = ask(article, "Wat beloofden Duitsland en de Sovjet-Unie elkaar in het Berliner Vertrag?", "No.")
+    assert answer.lang == "nl" and not answer.answer.startswith(("No", "Nein", "Ja", "Yes")), answer.answer
+    assert "English" in answer.notice or "Englisch" in answer.notice
+
+
 def test_a_verb_of_refusal_makes_the_verdict_no(article):
     answer = ask(article, "Wollten die Deutschen das Militärbündnis, das Radek vorschlug?",
                  "Ja, die Deutschen wollten das Militärbündnis [1].")
