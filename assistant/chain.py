@@ -251,7 +251,6 @@ class AnswerChain:
         self.backend = backend
         self.prompts = prompts or Prompts()
         self.fallback = fallback
-        self._warm = False
 
         def similarity(claim: str, texts: list[str]) -> list[float]:  # the embedder loads at first use
             return embedding_similarity(retriever.store.embeddings)(claim, texts)
@@ -425,15 +424,10 @@ class AnswerChain:
     def warm_up(self) -> None:
         """Load the index and the embedder and put the system prompt into the model's cache (a
         local model restores it from disk when it ran before), without answering anything."""
-        self.warm_up_model()
         self.retriever.search("Einleitung", 1)
-
-    def warm_up_model(self) -> None:
-        """Put the system prompt into the model's cache (once per process; needs no embedder)."""
-        if self.model is not None and not self._warm:
+        if self.model is not None:
             _, system, _ = self._layout()
             self.model.invoke([SystemMessage(system), HumanMessage("?")], max_tokens=1)
-            self._warm = True
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
         for kind, value in self.stream(question, history):
