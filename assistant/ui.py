@@ -54,8 +54,9 @@ class ChatService:
     def warm_up(self) -> None:
         """Load the index, the embedder and the default model, and prime the model's prompt cache.
 
-        In sequence: loading the embedder in a thread beside the model was measured slower here
-        (first answer after a start 11.9 s against 9.4 s, `make bench-chat`; imports serialise).
+        In sequence: loading the embedder in a thread beside the model did not pay here (first
+        answer after a start 11.9 s in parallel, 11.75 s in sequence, consecutive `make bench-chat`
+        runs; it varies 9-14 s between runs on 2 cores, where the imports serialise anyway).
         """
         try:
             self.chain(self.settings.backend).warm_up()
