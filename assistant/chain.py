@@ -295,8 +295,7 @@ class AnswerChain:
         it stands alone (no model call: every rewrite costs the person a second or more)."""
         if not history or stands_alone(question):
             return question
-        last_user = history[-1][0]
-        fallback = f"{question} (zur vorherigen Frage: {last_user})"
+        fallback = _both_turns(question, history)
         if self.model is None:
             return fallback
         turns = "\n".join(f"Nutzer: {u}\nAssistent: {parse_markers(a)[0][:300]}" for u, a in history[-3:])
@@ -351,6 +350,10 @@ class AnswerChain:
         if asked_core and wrapped:  # a real question inside noise: answer it, say what was ignored
             question = asked_core
             result.notice = SET_ASIDE_NOTE[reply]
+        if history and self.model is not None and not stands_alone(question):
+            # Sources first for a follow-up too: what both turns together find shows while the model
+            # rewrites the question (a second or more); the evidence for the rewrite then replaces it.
+            yield from self._early_evidence(_both_turns(question, history), k, doc)
         rewritten = self.condense(question, history)
         result.rewritten_question = rewritten
         docs = self.retriever.search(rewritten, k or self.settings.k, doc)
@@ -463,6 +466,14 @@ class AnswerChain:
         return text
 
     # -- evidence and answerability ----------------------------------------------------------------
+    def _early_evidence(self, query: str, k: int | None, doc: str | None) -> Iterator[tuple[str, Any]]:
+        docs = self.retriever.search(query, k or self.settings.k, doc)
+        chunks = [self.retriever.chunk(d.id) for d in docs]
+        ranked = rank_sentences(query, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
+        evidence = select_evidence(analyse(query), ranked, self._sentences(), self.settings.second_fact_margin)
+        if evidence.items:
+            yield "evidence", render([(s.text, [(c, s)]) for c, s in evidence.items])[0]
+
     def _sentences(self) -> Sentences:
         if self._sentence_index is None:
             self._sentence_index = Sentences(self.retriever.chunks)
@@ -537,6 +548,11 @@ class AnswerChain:
 
 
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
+
+
+def _both_turns(question: str, history: list[tuple[str, str]]) -> str:
+    """A follow-up with the question before it: what retrieval searches when no rewrite is used."""
+    return f"{question} (zur vorherigen Frage: {history[-1][0]})"
 
 
 def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settings.model_fields["near_copy_share"].default) -> bool:

@@ -199,3 +199,20 @@ def test_other_languages_get_an_answer_in_english_with_a_note(retriever):
     answer = chain.invoke("Qu'est-ce que les pilotes allemands ont fait à Lipezk ?")
     assert answer.lang == "fr" and not answer.refused and "Lipezk" in answer.answer and answer.footnotes
     assert "only answer in German or English" in answer.notice
+
+
+def test_a_follow_up_shows_evidence_before_the_model_rewrites_it(retriever):
+    calls: list[str] = []
+
+    class Recording(FakeListChatModel):
+        def _call(self, messages, *args, **kwargs):
+            calls.append(str(messages[-1].content)[:40])
+            return super()._call(messages, *args, **kwargs)
+
+    model = Recording(responses=["Wie viele Piloten wurden in Lipezk ausgebildet?", "Mehrere hundert [1]."])
+    history = [("Wo wurden die deutschen Piloten ausgebildet?", "In Lipezk [1].")]
+    events = []
+    for kind, _ in chain_with(retriever, model).stream("Und wie viele waren es dort?", history):
+        events.append((kind, len(calls)))
+    assert events[0] == ("evidence", 0), events  # shown before any model call
+    assert [k for k, _ in events].count("evidence") == 2 and events[-1][0] == "answer"
