@@ -56,7 +56,7 @@ test: setup-dev browser $(INFINITY)
 test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-# Test split, our backends and the whole-article baseline in one run (~15 min here).
+# Test split, our backends and the whole-article baseline in one run (~9 min here).
 eval: setup-dev
 	$(BIN)/assistant ingest
 	rm -rf runs/latest  # a fresh run: the eval resumes whatever a folder holds, even from older code
