@@ -22,7 +22,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from . import AssistantError
 from .chunking import Chunk
-from .citations import Footnote, Support, embedding_similarity, parse_markers, render, verify
+from .citations import Footnote, Support, Verified, embedding_similarity, parse_markers, render, verify
 from .evidence import (
     W_WORDS,
     Asked,
@@ -39,7 +39,7 @@ from .evidence import (
     verdict,
     with_years,
 )
-from .lexical import tokenize
+from .lexical import same_word, tokenize
 from .retrieval import HybridRetriever, rank_sentences, validate_query
 from .settings import PROMPTS_DIR, Settings
 
@@ -378,19 +378,19 @@ class AnswerChain:
         asked = analyse(focus)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
-        ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
-        evidence = select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
+        ranked, evidence = self._choose(focus, asked, chunks)
         evidence, span = with_years(focus, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
             lead = YEARS[reply][last - first == 1].format(n=last - first, first=first, last=last)
             sources = [(c, s) for c, s in evidence.items if str(first) in s.text or str(last) in s.text]
-            text, footnotes = render([(lead, sources)] + [(s.text, [(c, s)]) for c, s in evidence.items])
+            text, footnotes = render([(lead, sources), *_quoted(evidence.items)])
             yield "answer", finish(text, False, footnotes)
             return
         strong = coverage(asked, evidence.texts) >= self.settings.min_coverage_over_model
+        unfamiliar = self._unfamiliar(asked, lang)
         # Unfamiliar words and weak evidence together: no quote can answer this.
-        doubtful = not strong and self._unfamiliar(asked, lang)
+        doubtful = not strong and unfamiliar
         if not self._grounded(asked, evidence) or (self.model is None and doubtful):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
@@ -399,7 +399,7 @@ class AnswerChain:
             yield "answer", finish(text, False, footnotes)
             return
         # Sources first: the evidence is known in milliseconds, the model's phrasing takes seconds.
-        yield "evidence", render([(s.text, [(c, s)]) for c, s in evidence.items])[0]
+        yield "evidence", render(_quoted(evidence.items))[0]
         try:
             draft = yield from self._generate(rewritten, reply, chunks, evidence, result, start)
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a readable notice
@@ -414,7 +414,7 @@ class AnswerChain:
             return
         result.draft = draft
         declined = REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3
-        if declined and (not strong or self._unfamiliar(asked, lang)):
+        if declined and (not strong or unfamiliar):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         draft = "" if declined else draft.replace(REFUSAL_MARK, "")
@@ -466,13 +466,16 @@ class AnswerChain:
         return text
 
     # -- evidence and answerability ----------------------------------------------------------------
+    def _choose(self, focus: str, asked: Asked, chunks: list[Chunk]) -> tuple[list, Evidence]:
+        """The passages' sentences ranked against ``focus``, and the evidence chosen from them."""
+        ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
+        return ranked, select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
+
     def _early_evidence(self, query: str, k: int | None, doc: str | None) -> Iterator[tuple[str, Any]]:
-        docs = self.retriever.search(query, k or self.settings.k, doc)
-        chunks = [self.retriever.chunk(d.id) for d in docs]
-        ranked = rank_sentences(query, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
-        evidence = select_evidence(analyse(query), ranked, self._sentences(), self.settings.second_fact_margin)
+        chunks = [self.retriever.chunk(d.id) for d in self.retriever.search(query, k or self.settings.k, doc)]
+        _, evidence = self._choose(query, analyse(query), chunks)
         if evidence.items:
-            yield "evidence", render([(s.text, [(c, s)]) for c, s in evidence.items])[0]
+            yield "evidence", render(_quoted(evidence.items))[0]
 
     def _sentences(self) -> Sentences:
         if self._sentence_index is None:
@@ -526,7 +529,7 @@ class AnswerChain:
         ranked = {(c.id, s.start) for c, s in evidence.items}
         sources = evidence.items if not cited or set(cited) & ranked else list(cited.values())
         said = {t for claim, _ in lead for t in tokenize(claim)} | set(asked.tokens)
-        quotes = [(s.text, [(c, s)]) for c, s in sources if not all(_said(t, said) for t in tokenize(s.text))]
+        quotes = _quoted([(c, s) for c, s in sources if not all(_said(t, said) for t in tokenize(s.text))])
         # A verdict needs grounds: a denial in the best evidence sentence, or the model's own verdict
         # whose sentence passed verification (polarity included). Otherwise the evidence speaks.
         rule = verdict(asked, evidence.best)
@@ -542,12 +545,17 @@ class AnswerChain:
         kind = "number" if asked.number else "date" if asked.date else "plain"
         text = NOT_IN_TEXT[reply][kind].format(where=WHERE[reply][where])
         if evidence.items and evidence.score >= self.settings.min_nearby:
-            nearby, footnotes = render([(s.text, [(c, s)]) for c, s in evidence.items[:2]])
+            nearby, footnotes = render(_quoted(evidence.items[:2]))
             return f"{text} {NEARBY[reply][where]} {nearby}", True, footnotes
         return text, True, []
 
 
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
+
+
+def _quoted(items: Any) -> list[Verified]:
+    """Evidence sentences as claims of their own, each cited to itself."""
+    return [(s.text, [(c, s)]) for c, s in items]
 
 
 def _both_turns(question: str, history: list[tuple[str, str]]) -> str:
@@ -571,7 +579,7 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settin
 
 
 def _said(token: str, said: set[str]) -> bool:
-    return token in said or any(len(s) >= 5 and s[:5] == token[:5] for s in said)
+    return token in said or any(same_word(token, s) for s in said)
 
 
 def _model_verdict(draft: str) -> str | None:

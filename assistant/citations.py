@@ -17,7 +17,7 @@ from .chunking import Chunk, Span
 from .corpus import split_sentences
 from .embeddings import cosine
 from .evidence import negated
-from .lexical import tokenize
+from .lexical import same_word, tokenize
 from .settings import Settings
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -119,7 +119,7 @@ def close_together(claim: str, source: str) -> bool:
     source_words = tokenize(source)
     hits = sorted(
         (i, w) for w, word in enumerate(words) for i, s in enumerate(source_words)
-        if s == word or (len(s) >= 5 and len(word) >= 5 and s[:5] == word[:5])
+        if same_word(s, word)
     )
     present = {w for _, w in hits}
     if len(present) < 2:

@@ -28,9 +28,10 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from . import AssistantError, models
+from .settings import Settings
 
 SERVER = "openai/"
-DEFAULT_EMBEDDING = "embeddinggemma-300m"
+DEFAULT_EMBEDDING = Settings.model_fields["embedding_model"].default
 
 
 class EmbeddingError(AssistantError, RuntimeError):
@@ -183,7 +184,7 @@ def load_embeddings(spec: str, cache_dir: Path, url: str | None = None, timeout:
     return SentenceTransformerEmbeddings(model, name, batch_size)
 
 
-def embeddings_for(settings: Any) -> CachedEmbeddings:
+def embeddings_for(settings: Settings) -> CachedEmbeddings:
     """The embedder ``settings`` name."""
     return load_embeddings(settings.embedding_model, settings.cache_dir, settings.embeddings_url,
                            settings.request_timeout, settings.embedding_batch,

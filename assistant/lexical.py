@@ -73,6 +73,16 @@ def tokenize(text: str) -> list[str]:
     ]
 
 
+def same_word(a: str, b: str) -> bool:
+    """Two normalised words that are one word, or share their first five letters (inflection and
+    derivation the stemmer leaves apart: "verhandelt" / "verhandl").
+
+    >>> same_word("verhandelt", "verhandl"), same_word("pilot", "pilot"), same_word("kama", "kamas")
+    (True, True, False)
+    """
+    return a == b or (len(a) >= 5 and len(b) >= 5 and a[:5] == b[:5])
+
+
 def compound_parts(token: str, vocabulary: set[str] | dict[str, int]) -> list[str]:
     """Up to four known words of >= 4 letters that begin or end a longer token, longest first.
 

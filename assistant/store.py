@@ -229,8 +229,9 @@ class Store:
 
     def dense_search(self, query: str, n: int, doc: str | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) for the ``n`` nearest chunks, of document ``doc`` if given."""
-        collection, _ = self._live()
-        self._check_embedder(self._pointer())
+        pointer = self._pointer()
+        collection, _ = self._live(pointer)
+        self._check_embedder(pointer)
         vector = self.embeddings.embed_query(query)
         try:
             got = collection.query(
@@ -312,9 +313,9 @@ class Store:
         live_ids: set[str] = set()
         if pointer.get("chunks"):
             chunks_col, docs_col = self._live(pointer)
-            live_ids = set(_get_all(chunks_col, [])["ids"])
             if same_model:
                 old = self._vectors(chunks_col)
+            live_ids = set(old) if same_model else set(_get_all(chunks_col, [])["ids"])
             new_ids = {d.doc_id for d in documents}
             got_docs = _get_all(docs_col, ["documents", "metadatas"])
             for i, text, m in zip(got_docs["ids"], got_docs["documents"], got_docs["metadatas"]):
