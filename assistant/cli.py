@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -299,6 +300,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"warning: {settings.host} is reachable from the network and ASSISTANT_AUTH is not set", file=sys.stderr)
     from .ui import ChatService, launch
 
+    # One line per answer (its times and prompt tokens) on stderr, for whoever runs the server.
+    log = logging.getLogger("assistant")
+    log.setLevel(logging.INFO)
+    log.addHandler(logging.StreamHandler())
     service = ChatService(settings)
     service.start_background_warm_up()
     print(f"assistant: http://{settings.host}:{settings.port} (models load in the background; the page shows progress)")

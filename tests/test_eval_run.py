@@ -64,6 +64,11 @@ def test_eval_writes_stable_outputs_and_resumes(real_index, qa_file, tmp_path, c
     (other / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in changed))
     text = compare(out, other)
     assert "  - " in text and "->" in text
+    # A run of several backends keeps each in its folder; it compares with a one-backend run.
+    several = tmp_path / "several"
+    (several / "extractive").mkdir(parents=True)
+    (other / "results.jsonl").rename(several / "extractive" / "results.jsonl")
+    assert compare(out, several).startswith("extractive: correct")
 
 
 def test_the_chat_needs_nothing_of_the_eval_package():

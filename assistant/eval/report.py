@@ -115,7 +115,10 @@ def compare(run_a: Path, run_b: Path) -> str:
     def load(run: Path) -> dict[str, dict[str, dict]]:
         found = {}
         for path in sorted(run.rglob("results.jsonl")):
-            found[path.parent.name if path.parent != run else "."] = {r["id"]: r for r in read_jsonl(path)}
+            results = {r["id"]: r for r in read_jsonl(path)}
+            # One backend's run keeps its results at the top; name them by the backend that answered.
+            name = path.parent.name if path.parent != run else next((r.get("backend") for r in results.values()), ".")
+            found[name] = results
         return found
 
     a, b = load(run_a), load(run_b)
