@@ -7,6 +7,7 @@ that tests call without a server. Gradio is imported only here.
 from __future__ import annotations
 
 import html
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ EXAMPLES = [
 ALL_DOCUMENTS = "Alle Dokumente"
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
+LOG = logging.getLogger("assistant.chat")
 _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
 
@@ -52,19 +54,26 @@ class ChatService:
             self._status = self._describe()
 
     def warm_up(self) -> None:
-        """Load the index, the embedder and the default model, and prime the model's prompt cache.
+        """Load the index, the embedder and the default model, and prime the model's prompt cache;
+        then, with the app ready, embed the corpus's sentences so later sources show at once.
 
         In sequence: loading the embedder in a thread beside the model did not pay here (first
         answer after a start 11.9 s in parallel, 11.75 s in sequence, consecutive `make bench-chat`
         runs; it varies 9-14 s between runs on 2 cores, where the imports serialise anyway).
         """
         try:
-            self.chain(self.settings.backend).warm_up()
+            chain = self.chain(self.settings.backend)
+            chain.warm_up()
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"
+            return
         finally:
             self._ready.set()
+        try:
+            chain.embed_sentences()
+        except Exception as exc:  # noqa: BLE001 - questions embed their sentences themselves then
+            LOG.warning("embedding the sentences ahead failed (%s); questions embed them as they come", exc)
 
     def start_background_warm_up(self) -> threading.Thread:
         thread = threading.Thread(target=self.warm_up, name="warm-up", daemon=True)
@@ -310,6 +319,8 @@ class ChatHandlers:
             messages[-1] = {"role": "assistant", "content": f"Fehler: Interner Fehler ({type(exc).__name__}); bitte erneut versuchen."}
             yield list(messages), list(answers)
             return
+        LOG.info("answered in %.2f s (first model token %.2f s, %d new prompt tokens, %s)%s", result["total_s"],
+                 result["ttft_s"], result["prompt_tokens"], result["backend"], " refused" if result["refused"] else "")
         messages[-1] = {"role": "assistant", "content": render_answer(result["answer"])}
         if result["notice"]:
             messages.append({"role": "assistant", "content": f"Hinweis: {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})
