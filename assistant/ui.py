@@ -325,7 +325,7 @@ class ChatHandlers:
         if result["notice"]:
             messages.append({"role": "assistant", "content": f"Hinweis: {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})
         if show_rewritten and result["rewritten_question"] != result["question"]:
-            messages.append({"role": "assistant", "content": html.escape(result["rewritten_question"]), "metadata": {"title": "Umformulierte Frage"}})
+            messages.append({"role": "assistant", "content": html.escape(result["rewritten_question"]), "metadata": {"title": "Gesuchte Frage"}})
         if result["footnotes"]:
             messages.append({"role": "assistant", "content": render_footnotes(result), "metadata": {"title": footnote_title(result), "status": "done"}})
         answers.append(result)
@@ -406,7 +406,7 @@ def build_app(service: ChatService) -> gr.Blocks:
                 with gr.Accordion("Einstellungen", open=False):
                     backend = gr.Dropdown(choices=[settings.backend, "extractive"], value=settings.backend, label="Backend", allow_custom_value=True)
                     k = gr.Slider(1, 10, value=settings.k, step=1, label="Passagen pro Frage")
-                    show_rewritten = gr.Checkbox(False, label="Umformulierte Frage zeigen")
+                    show_rewritten = gr.Checkbox(False, label="Gesuchte Frage zeigen (Nachfragen mit der Frage davor)")
             with gr.Column(scale=2):
                 with gr.Tab("Artikel"):
                     article = gr.HTML(elem_id="article-panel")

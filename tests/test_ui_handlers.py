@@ -57,10 +57,10 @@ def test_history_pairs_skip_footnote_messages_and_follow_up_passes_history(servi
     pairs = handlers.history_pairs(messages)
     assert len(pairs) == 1 and pairs[0][0] == "Wo wurden die Piloten ausgebildet?"
     assert pairs[0][1].startswith("Die Piloten wurden in Lipezk ausgebildet [1].")
-    service._chains["fake"].model = FakeListChatModel(responses=["Wie viele Piloten wurden in Lipezk ausgebildet?", "NICHT IM TEXT"])
+    service._chains["fake"].model = FakeListChatModel(responses=["NICHT IM TEXT"])
     messages, answers = list(handlers.respond("Wie viele?", messages, answers=answers, show_rewritten=True))[-1]
-    assert answers[-1]["rewritten_question"] == "Wie viele Piloten wurden in Lipezk ausgebildet?"
-    assert any((m.get("metadata") or {}).get("title") == "Umformulierte Frage" for m in messages)
+    assert answers[-1]["rewritten_question"] == "Wie viele? (zur vorherigen Frage: Wo wurden die Piloten ausgebildet?)"
+    assert any((m.get("metadata") or {}).get("title") == "Gesuchte Frage" for m in messages)
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\u200b"])
