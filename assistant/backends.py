@@ -170,7 +170,7 @@ class LlamaCppChat(BaseChatModel):
 
     llama: Any
     model_name: str
-    max_tokens: int = 160
+    max_tokens: int = 96
     temperature: float = 0.0
     state: PromptState | None = None
 

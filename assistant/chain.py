@@ -9,8 +9,10 @@ Everything the UI, CLI and eval need comes back as one :class:`Answer`. ``stream
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -261,6 +263,7 @@ class AnswerChain:
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
         self._words: Vocabulary | None = None
+        self._questions = _Running()
 
     # -- the static prefix --------------------------------------------------------------------
     def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
@@ -301,6 +304,12 @@ class AnswerChain:
         ``k`` overrides the number of passages, ``doc`` restricts them to one document, for this
         question only.
         """
+        with self._questions.running():  # background embedding pauses meanwhile
+            yield from self._answer(question, history, k, doc)
+
+    def _answer(
+        self, question: str, history: list[tuple[str, str]] | None, k: int | None, doc: str | None,
+    ) -> Iterator[tuple[str, Any]]:
         start = time.perf_counter()
         history = history or []
         question = validate_query(question, self.settings.max_question_chars)
@@ -417,8 +426,13 @@ class AnswerChain:
         memory.
         """
         spans = list(dict.fromkeys(s.text for c in self.retriever.chunks for s in c.spans))
-        if len(spans) <= WARM_SENTENCES:
-            self.retriever.store.embeddings.embed_documents(spans)
+        if len(spans) > WARM_SENTENCES:
+            return
+        # A few at a time, and only while no question is being answered: on 2 cores, embedding
+        # beside an answer slowed it by seconds.
+        for i in range(0, len(spans), 4):
+            self._questions.wait_until_idle()
+            self.retriever.store.embeddings.embed_documents(spans[i:i + 4])
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
         for kind, value in self.stream(question, history):
@@ -532,6 +546,29 @@ class AnswerChain:
             nearby, footnotes = render(_quoted(evidence.items[:2]))
             return f"{text} {NEARBY[reply][where]} {nearby}", True, footnotes
         return text, True, []
+
+
+class _Running:
+    """How many questions are being answered now, for background work that waits for none."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def wait_until_idle(self) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._count == 0)
 
 
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)

@@ -211,3 +211,23 @@ def test_a_follow_up_shows_evidence_before_the_model_answers(retriever):
         events.append((kind, model.i))
     assert events[0] == ("evidence", 0), events  # shown before any model call
     assert events[-1] == ("answer", 1), events  # one model call: no rewrite before the answer
+
+
+def test_sentences_are_embedded_ahead_but_never_beside_an_answer(retriever, monkeypatch):
+    import threading
+
+    embedded: list[str] = []
+    original = retriever.store.embeddings.embed_documents
+    monkeypatch.setattr(retriever.store.embeddings, "embed_documents", lambda texts: embedded.extend(texts) or original(texts))
+    chain = chain_with(retriever, FakeListChatModel(responses=["Mehrere hundert [1]."]))
+    answering = chain.stream("Wo wurden die Piloten ausgebildet?")
+    next(answering)  # a question is being answered
+    embedded.clear()
+    ahead = threading.Thread(target=chain.embed_sentences)
+    ahead.start()
+    ahead.join(0.5)
+    assert ahead.is_alive() and embedded == []  # waits for the answer to finish
+    answering.close()
+    ahead.join(10)
+    sentences = {s.text for c in retriever.chunks for s in c.spans}
+    assert not ahead.is_alive() and sentences <= set(embedded)
