@@ -521,11 +521,10 @@ class AnswerChain:
             and (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
         ]
-        # A verified model answer that rests on other sentences than the ranked evidence found
-        # better evidence (it read the whole text): quote what it rests on.
-        cited = {(c.id, s.start): (c, s) for _, found in lead for c, s in found}
-        ranked = {(c.id, s.start) for c, s in evidence.items}
-        sources = evidence.items if not cited or set(cited) & ranked else list(cited.values())
+        # The evidence stays, and so do the sentences the model's claims rest on when those are
+        # others (it read the whole text): each quoted wherever the claims lack its words. The
+        # model can add to the evidence, never replace it.
+        sources = list({(c.id, s.start): (c, s) for c, s in [*evidence.items, *(i for _, found in lead for i in found)]}.values())
         said = {t for claim, _ in lead for t in tokenize(claim)} | set(asked.tokens)
         quotes = _quoted([(c, s) for c, s in sources if not all(_said(t, said) for t in tokenize(s.text))])
         # A verdict needs grounds: a denial in the best evidence sentence, or the model's own verdict

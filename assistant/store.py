@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -112,13 +113,18 @@ class Store:
     def __init__(self, settings: Settings, embeddings: Embeddings | None = None) -> None:
         self.settings = settings
         self._embeddings = embeddings
+        self._loading = threading.Lock()
         self.client = make_client(settings)
         self.pointer_name = f"{settings.collection}__active"
 
     @property
     def embeddings(self) -> Embeddings:
+        """The embedder, loaded at first use; a question that comes while the start-up loads it
+        waits for that load instead of starting a second one (which cost the first answer seconds)."""
         if self._embeddings is None:
-            self._embeddings = embeddings_for(self.settings)
+            with self._loading:
+                if self._embeddings is None:
+                    self._embeddings = embeddings_for(self.settings)
         return self._embeddings
 
     @property

@@ -126,6 +126,10 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
             chain = BaselineChain(backend, settings, make_chat_model("local", settings), retriever)
         else:
             chain = build_chain(settings, backend, retriever)
+            # Warm, as `assistant serve` is when a person asks: models loaded, prompt cached,
+            # sentences embedded. The times below are then per question, not per start.
+            chain.warm_up()
+            chain.embed_sentences()
         correct = sum(r["correct"] for r in done.values())
         bar = tqdm(todo, desc=backend, unit="q", initial=len(done), total=len(items))
         for n, item in enumerate(bar, len(done) + 1):
