@@ -9,10 +9,8 @@ Everything the UI, CLI and eval need comes back as one :class:`Answer`. ``stream
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +44,7 @@ from .retrieval import HybridRetriever, rank_sentences, validate_query
 from .settings import PROMPTS_DIR, Settings
 
 REFUSAL_MARK = "NICHT IM TEXT"
-WARM_SENTENCES = 1000  # ~75 s of background embedding on 2 cores, at most
+WARM_SENTENCES = 200  # ~15 s of embedding at start-up on 2 cores, at most
 WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
          "en": {"article": "The article", "documents": "The documents"}}
 NOT_IN_TEXT = {
@@ -180,6 +178,7 @@ class Answer:
     draft: str = ""
     tokens: int = 0
     prompt_tokens: int = 0
+    evidence_s: float = 0.0  # when the cited evidence was shown, before the model's answer
 
     def citations(self) -> list[dict[str, Any]]:
         return [{"marker": f.n, "chunk_id": f.chunk_id, "text": f.passage} for f in self.footnotes]
@@ -201,6 +200,7 @@ class Answer:
             "draft": self.draft,
             "tokens": self.tokens,
             "prompt_tokens": self.prompt_tokens,
+            "evidence_s": round(self.evidence_s, 4),
         }
 
 
@@ -263,7 +263,6 @@ class AnswerChain:
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
         self._words: Vocabulary | None = None
-        self._questions = _Running()
 
     # -- the static prefix --------------------------------------------------------------------
     def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
@@ -304,12 +303,6 @@ class AnswerChain:
         ``k`` overrides the number of passages, ``doc`` restricts them to one document, for this
         question only.
         """
-        with self._questions.running():  # background embedding pauses meanwhile
-            yield from self._answer(question, history, k, doc)
-
-    def _answer(
-        self, question: str, history: list[tuple[str, str]] | None, k: int | None, doc: str | None,
-    ) -> Iterator[tuple[str, Any]]:
         start = time.perf_counter()
         history = history or []
         question = validate_query(question, self.settings.max_question_chars)
@@ -384,6 +377,7 @@ class AnswerChain:
             yield "answer", finish(text, False, footnotes)
             return
         # Sources first: the evidence is known in milliseconds, the model's phrasing takes seconds.
+        result.evidence_s = time.perf_counter() - start
         yield "evidence", render(_quoted(evidence.items))[0]
         try:
             draft = yield from self._generate(rewritten, reply, chunks, evidence, result, start)
@@ -422,17 +416,12 @@ class AnswerChain:
 
         Evidence is chosen among the retrieved passages' sentences; embedding them when a question
         first meets them delayed the sources by 0.4-1.9 s in a conversation (~13 sentences/s on 2
-        cores). A larger corpus embeds them as questions reach them, as before; both keep them in
-        memory.
+        cores). A larger corpus embeds them as questions reach them; both keep them in memory.
         """
         spans = list(dict.fromkeys(s.text for c in self.retriever.chunks for s in c.spans))
         if len(spans) > WARM_SENTENCES:
             return
-        # A few at a time, and only while no question is being answered: on 2 cores, embedding
-        # beside an answer slowed it by seconds.
-        for i in range(0, len(spans), 4):
-            self._questions.wait_until_idle()
-            self.retriever.store.embeddings.embed_documents(spans[i:i + 4])
+        self.retriever.store.embeddings.embed_documents(spans)
 
     def invoke(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
         for kind, value in self.stream(question, history):
@@ -545,29 +534,6 @@ class AnswerChain:
             nearby, footnotes = render(_quoted(evidence.items[:2]))
             return f"{text} {NEARBY[reply][where]} {nearby}", True, footnotes
         return text, True, []
-
-
-class _Running:
-    """How many questions are being answered now, for background work that waits for none."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._changed = threading.Condition()
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        with self._changed:
-            self._count += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._count -= 1
-                self._changed.notify_all()
-
-    def wait_until_idle(self) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._count == 0)
 
 
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)

@@ -10,6 +10,7 @@ import html
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,13 @@ EXAMPLES = [
     "Wie viele Panzer wurden in Kama insgesamt gebaut?",
 ]
 ALL_DOCUMENTS = "Alle Dokumente"
+# The draft is redrawn at most this often: redrawing the page at every token took CPU from the
+# model on 2 cores (`make bench-chat`).
+DRAFT_EVERY = 0.3
+# A question typed while the app starts waits for the start-up instead of running beside it: on
+# 2 cores the two slowed each other, and the next questions too (`make bench-chat`).
+STARTING = "Die Modelle laden noch (nach einem Neustart ~10-15 s); die Frage wird danach beantwortet …"
+STARTUP_WAIT = 300
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
 LOG = logging.getLogger("assistant.chat")
@@ -54,26 +62,24 @@ class ChatService:
             self._status = self._describe()
 
     def warm_up(self) -> None:
-        """Load the index, the embedder and the default model, and prime the model's prompt cache;
-        then, with the app ready, embed the corpus's sentences so later sources show at once.
+        """Load the index, the embedder and the default model, prime the model's prompt cache, and
+        embed the corpus's sentences, so that every question's sources show at once.
 
         In sequence: loading the embedder in a thread beside the model did not pay here (first
         answer after a start 11.9 s in parallel, 11.75 s in sequence, consecutive `make bench-chat`
-        runs; it varies 9-14 s between runs on 2 cores, where the imports serialise anyway).
+        runs; it varies 9-14 s between runs on 2 cores, where the imports serialise anyway). The
+        sentences are embedded in one go: embedding them in the gaps between the first questions
+        made those questions' sources wait 0.8-1.1 s (`make bench-chat`).
         """
         try:
             chain = self.chain(self.settings.backend)
             chain.warm_up()
+            chain.embed_sentences()
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"
-            return
         finally:
             self._ready.set()
-        try:
-            chain.embed_sentences()
-        except Exception as exc:  # noqa: BLE001 - questions embed their sentences themselves then
-            LOG.warning("embedding the sentences ahead failed (%s); questions embed them as they come", exc)
 
     def start_background_warm_up(self) -> threading.Thread:
         thread = threading.Thread(target=self.warm_up, name="warm-up", daemon=True)
@@ -297,15 +303,22 @@ class ChatHandlers:
             messages.append({"role": "assistant", "content": f"Hinweis: {notice}", "metadata": {"title": "Hinweis"}})
         messages.append({"role": "assistant", "content": "…"})
         yield list(messages), list(answers)
+        if not self.service.is_ready():  # answered once the start-up is done, not beside it
+            messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
+            yield list(messages), list(answers)
+            self.service.is_ready(timeout=STARTUP_WAIT)
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
-            evidence = ""
+            evidence, next_draft = "", 0.0
             for kind, value in chain.stream(text, history, int(k) if k else None, doc or None):
                 if kind == "evidence":  # sources first, clearly marked as what the answer will rest on
                     evidence = f"{render_answer(value)}<br><small>{PENDING}</small>"
                     messages[-1] = {"role": "assistant", "content": evidence}
                     yield list(messages), list(answers)
                 elif kind == "token":  # the model's draft, visibly unchecked until verified
+                    if time.perf_counter() < next_draft:
+                        continue
+                    next_draft = time.perf_counter() + DRAFT_EVERY
                     draft = f"<small><i>{DRAFT} {html.escape(MARKER.sub('', value))} ▌</i></small>"
                     messages[-1] = {"role": "assistant", "content": f"{evidence}<br>{draft}" if evidence else draft}
                     yield list(messages), list(answers)
@@ -319,8 +332,9 @@ class ChatHandlers:
             messages[-1] = {"role": "assistant", "content": f"Fehler: Interner Fehler ({type(exc).__name__}); bitte erneut versuchen."}
             yield list(messages), list(answers)
             return
-        LOG.info("answered in %.2f s (first model token %.2f s, %d new prompt tokens, %s)%s", result["total_s"],
-                 result["ttft_s"], result["prompt_tokens"], result["backend"], " refused" if result["refused"] else "")
+        LOG.info("answered in %.2f s (sources %.2f s, first model token %.2f s, %d new prompt tokens, %d tokens, %s)%s",
+                 result["total_s"], result["evidence_s"], result["ttft_s"], result["prompt_tokens"], result["tokens"],
+                 result["backend"], " refused" if result["refused"] else "")
         messages[-1] = {"role": "assistant", "content": render_answer(result["answer"])}
         if result["notice"]:
             messages.append({"role": "assistant", "content": f"Hinweis: {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})

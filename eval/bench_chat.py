@@ -50,9 +50,10 @@ OBSERVE = """(asked) => {
     const bot = all.slice(last + 1).find(row => row.classList.contains('bot-row'));
     const text = bot ? bot.innerText.trim() : '';
     const now = (performance.now() - t.start) / 1000;
-    if (text && text !== '…' && t.visible === null) t.visible = now;
+    if (!text || text === '…' || text.includes('laden noch')) return;  // nothing of the answer yet
+    if (t.visible === null) t.visible = now;
     if (text.includes('Entwurf') && t.draft === null) t.draft = now;
-    if (text && text !== '…' && !text.includes('▌') && !text.includes('wird formuliert')) {
+    if (!text.includes('▌') && !text.includes('wird formuliert')) {
       t.settled = now; t.text = text; t.observer.disconnect();
     }
   };

@@ -213,21 +213,14 @@ def test_a_follow_up_shows_evidence_before_the_model_answers(retriever):
     assert events[-1] == ("answer", 1), events  # one model call: no rewrite before the answer
 
 
-def test_sentences_are_embedded_ahead_but_never_beside_an_answer(retriever, monkeypatch):
-    import threading
-
+def test_a_small_corpus_has_its_sentences_embedded_ahead(retriever, monkeypatch):
     embedded: list[str] = []
     original = retriever.store.embeddings.embed_documents
     monkeypatch.setattr(retriever.store.embeddings, "embed_documents", lambda texts: embedded.extend(texts) or original(texts))
-    chain = chain_with(retriever, FakeListChatModel(responses=["Mehrere hundert [1]."]))
-    answering = chain.stream("Wo wurden die Piloten ausgebildet?")
-    next(answering)  # a question is being answered
+    chain = chain_with(retriever, None)
+    chain.embed_sentences()
+    assert {s.text for c in retriever.chunks for s in c.spans} == set(embedded)
     embedded.clear()
-    ahead = threading.Thread(target=chain.embed_sentences)
-    ahead.start()
-    ahead.join(0.5)
-    assert ahead.is_alive() and embedded == []  # waits for the answer to finish
-    answering.close()
-    ahead.join(10)
-    sentences = {s.text for c in retriever.chunks for s in c.spans}
-    assert not ahead.is_alive() and sentences <= set(embedded)
+    monkeypatch.setattr("assistant.chain.WARM_SENTENCES", 3)
+    chain.embed_sentences()
+    assert embedded == []  # a larger corpus embeds them as questions reach them

@@ -127,3 +127,16 @@ def test_other_language_note_is_shown_in_the_chat(service):
     messages, _ = list(ChatHandlers(service).respond("Où les pilotes ont-ils été formés ?", []))[-1]
     notes = [m["content"] for m in messages if (m.get("metadata") or {}).get("title") == "Hinweis"]
     assert notes and "only answer in German or English" in notes[0]
+
+
+def test_a_question_typed_during_start_up_waits_for_it_then_is_answered(service):
+    import threading
+
+    from assistant.ui import STARTING
+
+    service._ready.clear()
+    threading.Timer(0.3, service._ready.set).start()
+    steps = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))
+    shown = [m[-1]["content"] for m, _ in steps if m[-1]["role"] == "assistant"]
+    assert any(STARTING in text for text in shown)
+    assert steps[-1][1] and "Lipezk" in steps[-1][1][-1]["answer"]
