@@ -46,11 +46,13 @@ _VERBISH = set(
 )
 _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
 _EXPECTS_NUMBER = re.compile(
-    r"\b(?:wie\s*viele?|wie\s+hoch|wie\s+alt|wie\s+groß|wie\s+oft|wie\s+lange?|wie\s+teuer"
+    r"\b(?:wie\s*viel\w*|wie\s+hoch|wie\s+alt|wie\s+groß|wie\s+oft|wie\s+lange?|wie\s+teuer"
     r"|how\s+(?:many|much|old|long|often|large|big))\b",
     re.IGNORECASE,
 )
-_EXPECTS_DATE = re.compile(r"\b(?:wann|welche[ms]?\s+jahr|when|(?:what|which)\s+(?:year|date))\b", re.IGNORECASE)
+_EXPECTS_DATE = re.compile(
+    r"\b(?:wann|welche[mnrs]?\s+(?:jahr|tag|datum|monat)\w*|when|(?:what|which)\s+(?:year|date|day|month))\b", re.IGNORECASE
+)
 _NUMBER_WORDS = re.compile(
     r"\d|\b(?:zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zig|hundert\w*|tausend\w*|"
     r"million\w*|milliard\w*|dutzend\w*|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+ty|"
@@ -60,6 +62,16 @@ _NUMBER_WORDS = re.compile(
 _DATE = re.compile(
     r"\b(?:1[0-9]{3}|20[0-9]{2})\b|\b(?:januar|februar|märz|april|mai|juni|juli|august|september|oktober"
     r"|november|dezember|january|february|march|may|june|july|october|december)\b",
+    re.IGNORECASE,
+)
+_EXPECTS_DAY = re.compile(
+    r"\b(?:welche[mnrs]?\s+(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
+    re.IGNORECASE,
+)
+_MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
+           "|january|february|march|may|june|july|october|december")
+_DAY_DATE = re.compile(
+    rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b",
     re.IGNORECASE,
 )
 # Negation carried by particles and pronouns, or by verbs and nouns of refusal and prohibition.
@@ -96,6 +108,7 @@ class Asked:
     number: bool
     date: bool
     negated: bool
+    day: bool = False  # the date asked for is a day ("an welchem Tag", "exact date"), not a year
 
 
 def analyse(question: str) -> Asked:
@@ -109,6 +122,8 @@ def analyse(question: str) -> Asked:
     (False, True)
     >>> analyse("When was the treaty signed?").date, analyse("Nenne die Orte.").yes_no
     (True, False)
+    >>> analyse("An welchem Tag im Jahr 1933 endete sie?").date, analyse("Zu wie vielen Monaten Haft?").number
+    (True, True)
     """
     words = re.findall(r"[\wÄÖÜäöüß]+", question.lower())
     while words and words[0] in _CONJUNCTIONS:
@@ -129,6 +144,7 @@ def analyse(question: str) -> Asked:
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
+        day=bool(asked_part and _EXPECTS_DAY.search(question)),
     )
 
 
@@ -200,12 +216,17 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     True
     >>> fits_type(analyse("Wie viele Bücher gab es 1908?"), ["1908 zog die Bibliothek um."])
     False
+    >>> day = analyse("An welchem Tag endete sie?")
+    >>> fits_type(day, ["Sie bestand von 1924 bis 1933."]), fits_type(day, ["Sie endete am 3. Mai 1933."])
+    (False, True)
     """
     # A number or date the question itself names ("… im Jahr 1908?") is not the one asked for.
     joined = " ".join(evidence)
     for given in re.findall(r"\d+", asked.text):
         joined = re.sub(rf"\b{given}\b", " ", joined)
     if asked.number and not has_number(joined):
+        return False
+    if asked.day and not _DAY_DATE.search(joined):  # asked for the day, a year does not answer
         return False
     return not (asked.date and not has_date(joined))
 
