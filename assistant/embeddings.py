@@ -89,6 +89,11 @@ class CachedEmbeddings(Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._encode("document", texts) if texts else []
 
+    def remember(self, kind: str, texts: list[str], vectors: Any) -> None:
+        """Take vectors computed earlier (by this embedder) for ``texts`` into the cache."""
+        with self._cache_lock:
+            self._cache.update({(kind, t): v for t, v in zip(texts, vectors)})
+
     def embed_query(self, text: str) -> list[float]:
         return self._encode("query", [text])[0]
 

@@ -213,13 +213,21 @@ def test_a_follow_up_shows_evidence_before_the_model_answers(retriever):
     assert events[-1] == ("answer", 1), events  # one model call: no rewrite before the answer
 
 
-def test_a_small_corpus_has_its_sentences_embedded_ahead(retriever, monkeypatch):
+def test_a_small_corpus_has_its_sentences_embedded_ahead_once(retriever, monkeypatch):
     embedded: list[str] = []
     original = retriever.store.embeddings.embed_documents
     monkeypatch.setattr(retriever.store.embeddings, "embed_documents", lambda texts: embedded.extend(texts) or original(texts))
     chain = chain_with(retriever, None)
     chain.embed_sentences()
     assert {s.text for c in retriever.chunks for s in c.spans} == set(embedded)
+    saved = list((retriever.store.settings.home / "sentence-vectors").glob("*.npy"))
+    assert len(saved) == 1
+    embedded.clear()
+    chain.embed_sentences()  # the next start loads them
+    assert embedded == []
+    saved[0].write_bytes(b"not a numpy file")  # a damaged file is embedded again and replaced
+    chain.embed_sentences()
+    assert embedded and len(list(saved[0].parent.glob("*.npy"))) == 1
     embedded.clear()
     monkeypatch.setattr("assistant.chain.WARM_SENTENCES", 3)
     chain.embed_sentences()
