@@ -409,6 +409,7 @@ class AnswerChain:
         """Load the index and the embedder and put the system prompt into the model's cache (a
         local model restores it from disk when it ran before), without answering anything."""
         self.retriever.search("Einleitung", 1)
+        _language_identifier()  # 0.45 s to unpack, else paid by the first question
         if self.model is not None:
             _, system, _ = self._layout()
             self.model.invoke([SystemMessage(system), HumanMessage("?")], max_tokens=1)
