@@ -356,6 +356,10 @@ class AnswerChain:
         # Evidence must match what is asked now: a follow-up's sentences are ranked by the follow-up.
         focus = question
         asked = analyse(focus)
+        # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
+        # ones the passage must hold.
+        about_source = {t for m in _SOURCE_QUESTION.finditer(focus) for t in tokenize(m.group())}
+        asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
         ranked, evidence = self._choose(focus, asked, chunks)
