@@ -62,6 +62,10 @@ DECLINE = {
     "de": "Das kann ich nicht tun: Ich beantworte nur Fragen zum Artikel „{title}“.",
     "en": "I can't do that: I only answer questions about the article “{title}”.",
 }
+QUICK_NOTE = {
+    "de": "Schnellantwort beim Start: Passagen nach Stichwörtern gewählt, ohne die Bedeutungssuche (sie war noch nicht geladen).",
+    "en": "Quick answer while starting: passages chosen by keywords, without the meaning search (not loaded yet).",
+}
 OTHER_LANGUAGE_NOTE = "(Answering in English: I can only answer in German or English.)"
 FALLBACK_NOTE = {
     "de": "Das Sprachmodell ({backend}) war nicht erreichbar; die Antwort kommt vom Ersatz-Backend.",
@@ -297,13 +301,15 @@ class AnswerChain:
     # -- steps --------------------------------------------------------------------------------
     def stream(
         self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
-        doc: str | None = None,
+        doc: str | None = None, quick: bool = False,
     ) -> Iterator[tuple[str, Any]]:
         """Yield ``("evidence", cited_quotes)`` once the evidence is chosen (model backends),
         ``("token", draft_so_far)`` while the model writes, then ``("answer", Answer)``.
 
         ``k`` overrides the number of passages, ``doc`` restricts them to one document, for this
-        question only.
+        question only. ``quick`` answers without the embedder (BM25 and word overlap choose the
+        passages and the evidence; German claims are checked by their words, English ones cannot
+        be): for a question asked while the embedder still loads. The answer's notice says so.
         """
         start = time.perf_counter()
         history = history or []
@@ -336,7 +342,9 @@ class AnswerChain:
         # (dev follow-ups: 4 of 6 right with it, 5 of 6 without).
         rewritten = with_previous(question, history, reply)
         result.rewritten_question = rewritten
-        docs = self.retriever.search(rewritten, k or self.settings.k, doc)
+        if quick:
+            result.notice = (result.notice + " " + QUICK_NOTE[reply]).strip()
+        docs = self.retriever.search(rewritten, k or self.settings.k, doc, dense=not quick)
         result.retrieved = [
             {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
              "dense_score": d.metadata["dense_score"], "lexical_score": d.metadata["lexical_score"]}
@@ -362,7 +370,7 @@ class AnswerChain:
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
-        ranked, evidence = self._choose(focus, asked, chunks)
+        ranked, evidence = self._choose(focus, asked, chunks, quick)
         evidence, span = with_years(focus, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
@@ -379,7 +387,7 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         if self.model is None:
-            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply)
+            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply, quick)
             yield "answer", finish(text, False, footnotes)
             return
         # Sources first: the evidence is known in milliseconds, the model's phrasing takes seconds.
@@ -403,7 +411,7 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         draft = "" if declined else draft.replace(REFUSAL_MARK, "")
-        text, footnotes, phrased = self._compose(draft, asked, evidence, chunks, reply)
+        text, footnotes, phrased = self._compose(draft, asked, evidence, chunks, reply, quick)
         if doubtful and not phrased:  # the model found nothing it could say from the text either
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
@@ -412,7 +420,17 @@ class AnswerChain:
     def warm_up(self) -> None:
         """Load the index and the embedder and put the system prompt into the model's cache (a
         local model restores it from disk when it ran before), without answering anything."""
+        self.warm_model()
+        self.warm_embedder()
+
+    def warm_embedder(self) -> None:
+        """Load the embedder (the slow part of a start: torch, sentence-transformers, the weights)."""
         self.retriever.search("Einleitung", 1)
+
+    def warm_model(self) -> None:
+        """Everything a ``quick`` answer needs: the lexical index, the language identifier and the
+        model with its system prompt cached; not the embedder."""
+        self.retriever.chunks  # noqa: B018 - loads the chunks and the lexical index
         _language_identifier()  # 0.45 s to unpack, else paid by the first question
         if self.model is not None:
             _, system, _ = self._layout()
@@ -489,9 +507,10 @@ class AnswerChain:
         return text
 
     # -- evidence and answerability ----------------------------------------------------------------
-    def _choose(self, focus: str, asked: Asked, chunks: list[Chunk]) -> tuple[list, Evidence]:
+    def _choose(self, focus: str, asked: Asked, chunks: list[Chunk], quick: bool = False) -> tuple[list, Evidence]:
         """The passages' sentences ranked against ``focus``, and the evidence chosen from them."""
-        ranked = rank_sentences(focus, chunks, self.retriever.store.embeddings, self.settings.sentence_lexical_weight)
+        embeddings = None if quick else self.retriever.store.embeddings
+        ranked = rank_sentences(focus, chunks, embeddings, self.settings.sentence_lexical_weight)
         return ranked, select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
 
     def _sentences(self) -> Sentences:
@@ -515,7 +534,7 @@ class AnswerChain:
         return lang == "de" and bool(unknown_terms(asked.text, self._vocabulary()))
 
     def _compose(
-        self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str
+        self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
     ) -> tuple[str, list[Footnote], bool]:
         """The answer: a verdict for yes/no questions, the model's verified sentences, and the
         evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
@@ -524,7 +543,7 @@ class AnswerChain:
         model_word = _model_verdict(draft) if asked.yes_no else None
         # Meaning-based support is for crossing languages (an English answer to a German text); a
         # German sentence must carry its words: close in meaning is how chimeras pass.
-        support = self.support if reply == "en" else replace(self.support, similarity=None)
+        support = self.support if reply == "en" and not quick else replace(self.support, similarity=None)
         lead = [] if _SOURCE_QUESTION.search(asked.text) else verify(
             _VERDICT_OPENING.sub("", draft), numbering, chunks, support,
             keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,

@@ -82,14 +82,16 @@ class HybridRetriever(BaseRetriever):
             self.refresh()
         return self._by_id[chunk_id]
 
-    def search(self, query: str, k: int | None = None, doc: str | None = None) -> list[Document]:
+    def search(self, query: str, k: int | None = None, doc: str | None = None, dense: bool = True) -> list[Document]:
         """Ranked passages for ``query`` (``invoke`` with an explicit ``k``, and ``doc`` to restrict
-        this one search to one document; the retriever's ``doc_filter`` otherwise)."""
+        this one search to one document; the retriever's ``doc_filter`` otherwise). ``dense=False``
+        ranks by BM25 alone, without the embedder (while it loads)."""
         chunks = self.chunks
         k = k or self.k
         doc = doc or self.doc_filter
         fetch = max(self.fetch_k, k)
-        dense = [(i, s) for i, s in self.store.dense_search(query, fetch, doc) if i in self._by_id]
+        found = self.store.dense_search(query, fetch, doc) if dense else []
+        dense = [(i, s) for i, s in found if i in self._by_id]
         assert self._lexical is not None
         lexical = [(i, s) for i, s in self._lexical.search(query, len(chunks) if doc else fetch) if i in self._by_id]
         if doc:
@@ -175,15 +177,19 @@ def rank_sentences(
 
     The score is the cosine similarity of query and sentence plus a share of the query's content
     words that the sentence contains; it picks evidence for the prompt and extractive answers.
+    Without ``embeddings`` (while the embedder loads) the share of words alone ranks.
     """
     spans = [(c, s) for c in chunks for s in c.spans]
     if not spans:
         return []
-    qv = embeddings.embed_query(query)
-    vectors = embeddings.embed_documents([s.text for _, s in spans])
+    texts = [s.text for _, s in spans]
+    meaning = [0.0] * len(spans)
+    if embeddings is not None:
+        qv = embeddings.embed_query(query)
+        meaning = [cosine(qv, v) for v in embeddings.embed_documents(texts)]
     qtok = set(tokenize(query))
     scored = []
-    for (chunk, span), vec in zip(spans, vectors):
+    for (chunk, span), similar in zip(spans, meaning):
         overlap = len(qtok & set(tokenize(span.text))) / len(qtok) if qtok else 0.0
-        scored.append((cosine(qv, vec) + lexical_weight * overlap, chunk, span))
+        scored.append((similar + lexical_weight * overlap, chunk, span))
     return sorted(scored, key=lambda t: -t[0])

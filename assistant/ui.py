@@ -34,9 +34,10 @@ ALL_DOCUMENTS = "Alle Dokumente"
 # The draft is redrawn at most this often: redrawing the page at every token took CPU from the
 # model on 2 cores (`make bench-chat`).
 DRAFT_EVERY = 0.3
-# A question typed while the app starts waits for the start-up instead of running beside it: on
-# 2 cores the two slowed each other, and the next questions too (`make bench-chat`).
-STARTING = "Die Modelle laden noch (nach einem Neustart ~10-15 s); die Frage wird danach beantwortet …"
+# A first question typed while the app starts waits for the model (~2 s) and is answered from
+# keywords while the embedder loads (~8 s more); a full answer beside the embedder's loading slowed
+# both, and the next questions too, on 2 cores (`make bench-chat`). Later questions wait for it.
+STARTING = "Das Modell lädt noch (nach einem Neustart wenige Sekunden); die Frage wird danach beantwortet …"
 STARTUP_WAIT = 300
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
@@ -54,16 +55,19 @@ class ChatService:
         self._lock = threading.Lock()
         self._status = "Lade Index und Modelle …"
         self._ready = threading.Event()
+        self._model_ready = threading.Event()  # the model and the lexical index, not yet the embedder
         self.retriever: HybridRetriever | None = None
         if chain is not None:
             self.retriever = chain.retriever
             self._chains[chain.backend] = chain
+            self._model_ready.set()
             self._ready.set()
             self._status = self._describe()
 
     def warm_up(self) -> None:
-        """Load the index, the embedder and the default model, prime the model's prompt cache, and
-        embed the corpus's sentences, so that every question's sources show at once.
+        """Load the index and the default model with its cached prompt (~2 s: questions can be
+        answered ``quick`` from then on), then the embedder, and embed the corpus's sentences, so
+        that every later question's sources show at once.
 
         In sequence: loading the embedder in a thread beside the model did not pay here (first
         answer after a start 11.9 s in parallel, 11.75 s in sequence, consecutive `make bench-chat`
@@ -73,12 +77,15 @@ class ChatService:
         """
         try:
             chain = self.chain(self.settings.backend)
-            chain.warm_up()
+            chain.warm_model()
+            self._model_ready.set()
+            chain.warm_embedder()
             chain.embed_sentences()
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"
         finally:
+            self._model_ready.set()
             self._ready.set()
 
     def start_background_warm_up(self) -> threading.Thread:
@@ -98,6 +105,11 @@ class ChatService:
     def is_ready(self, timeout: float = 0.0) -> bool:
         """Whether the background warm-up has finished (waiting up to ``timeout`` seconds)."""
         return self._ready.wait(timeout)
+
+    def can_answer_quick(self, timeout: float = 0.0) -> bool:
+        """Whether the model and the lexical index are loaded (waiting up to ``timeout`` seconds):
+        a question can be answered ``quick`` while the embedder still loads."""
+        return self._model_ready.wait(timeout)
 
     def status(self) -> str:
         return self._status
@@ -303,14 +315,21 @@ class ChatHandlers:
             messages.append({"role": "assistant", "content": f"Hinweis: {notice}", "metadata": {"title": "Hinweis"}})
         messages.append({"role": "assistant", "content": "…"})
         yield list(messages), list(answers)
-        if not self.service.is_ready():  # answered once the start-up is done, not beside it
+        quick = False
+        if not self.service.is_ready():
+            # Starting: a conversation's first question is answered as soon as the model is there,
+            # from keywords; a later one waits for the embedder (keywords alone lost a follow-up).
             messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
             yield list(messages), list(answers)
-            self.service.is_ready(timeout=STARTUP_WAIT)
+            if history:
+                self.service.is_ready(timeout=STARTUP_WAIT)
+            else:
+                self.service.can_answer_quick(timeout=STARTUP_WAIT)
+            quick = not self.service.is_ready()
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
             evidence, next_draft = "", 0.0
-            for kind, value in chain.stream(text, history, int(k) if k else None, doc or None):
+            for kind, value in chain.stream(text, history, int(k) if k else None, doc or None, quick=quick):
                 if kind == "evidence":  # sources first, clearly marked as what the answer will rest on
                     evidence = f"{render_answer(value)}<br><small>{PENDING}</small>"
                     messages[-1] = {"role": "assistant", "content": evidence}

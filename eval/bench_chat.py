@@ -50,7 +50,7 @@ OBSERVE = """(asked) => {
     const bot = all.slice(last + 1).find(row => row.classList.contains('bot-row'));
     const text = bot ? bot.innerText.trim() : '';
     const now = (performance.now() - t.start) / 1000;
-    if (!text || text === '…' || text.includes('laden noch')) return;  // nothing of the answer yet
+    if (!text || text === '…' || text.startsWith('Das Modell lädt noch')) return;  // nothing of the answer yet
     if (t.visible === null) t.visible = now;
     if (text.includes('Entwurf') && t.draft === null) t.draft = now;
     if (!text.includes('▌') && !text.includes('wird formuliert')) {

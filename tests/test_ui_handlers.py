@@ -129,14 +129,37 @@ def test_other_language_note_is_shown_in_the_chat(service):
     assert notes and "only answer in German or English" in notes[0]
 
 
-def test_a_question_typed_during_start_up_waits_for_it_then_is_answered(service):
+def test_a_question_typed_during_start_up_is_answered_from_keywords_once_the_model_is_there(service, monkeypatch):
     import threading
 
     from assistant.ui import STARTING
 
+    def no_embedder(*args, **kwargs):
+        raise AssertionError("a quick answer must not use the embedder")
+
     service._ready.clear()
-    threading.Timer(0.3, service._ready.set).start()
+    service._model_ready.clear()
+    threading.Timer(0.3, service._model_ready.set).start()
+    retriever = service._chains["fake"].retriever
+    monkeypatch.setattr(retriever.store, "dense_search", no_embedder)
+    monkeypatch.setattr(retriever.store.embeddings, "embed_query", no_embedder)
     steps = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))
     shown = [m[-1]["content"] for m, _ in steps if m[-1]["role"] == "assistant"]
     assert any(STARTING in text for text in shown)
-    assert steps[-1][1] and "Lipezk" in steps[-1][1][-1]["answer"]
+    answer = steps[-1][1][-1]
+    assert "Lipezk" in answer["answer"] and "Stichwörtern" in answer["notice"]
+    service._ready.set()
+    monkeypatch.undo()
+    steps = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))
+    assert "Stichwörtern" not in steps[-1][1][-1]["notice"]  # once started, answers are whole again
+
+
+def test_a_follow_up_typed_during_start_up_waits_for_the_embedder(service):
+    import threading
+
+    service._ready.clear()  # the model is there (_model_ready), the embedder not yet
+    threading.Timer(0.3, service._ready.set).start()
+    history = [{"role": "user", "content": "Wo wurden die Piloten ausgebildet?"},
+               {"role": "assistant", "content": "In Lipezk [1]."}]
+    steps = list(ChatHandlers(service).respond("Und wie viele?", history))
+    assert "Stichwörtern" not in steps[-1][1][-1]["notice"]
