@@ -32,9 +32,15 @@ def ask(page, question: str, count: int, timeout_ms: int):
     return bot
 
 
-# n cited answers shown, none of them still a draft or evidence waiting for its answer
-SETTLED = """n => { const t = document.querySelector('#chat').innerText;
-  return document.querySelectorAll('#chat sup').length >= n && !t.includes('▌') && !t.includes('wird formuliert'); }"""
+# The n-th question is in the chat and the answer under it is cited and settled: not a draft,
+# not evidence waiting for its answer, not waiting for the start-up.
+SETTLED = """n => {
+  const rows = [...document.querySelectorAll('#chat .message-row')];
+  let last = -1, users = 0;
+  rows.forEach((row, i) => { if (row.classList.contains('user-row')) { last = i; users += 1; } });
+  const bot = users >= n ? rows.slice(last + 1).find(row => row.classList.contains('bot-row')) : null;
+  const t = bot ? bot.innerText : '';
+  return !!bot && !!bot.querySelector('sup') && !t.includes('▌') && !t.includes('wird formuliert') && !t.startsWith('Das Modell lädt noch'); }"""
 
 
 def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms: int) -> Path:
