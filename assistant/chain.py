@@ -366,17 +366,17 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
             return
         chunks = [self.retriever.chunk(d.id) for d in docs]
-        # Evidence must match what is asked now: a follow-up's sentences are ranked by the follow-up.
-        focus = question
-        asked = analyse(focus)
+        # Evidence must match what is asked now: a follow-up's sentences are ranked by the follow-up
+        # itself, not by the searched text that carries the question before it.
+        asked = analyse(question)
         # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
         # ones the passage must hold.
-        about_source = {t for m in _SOURCE_QUESTION.finditer(focus) for t in tokenize(m.group())}
+        about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
-        ranked, evidence = self._choose(focus, asked, chunks, quick)
-        evidence, span = with_years(focus, evidence, ranked)
+        ranked, evidence = self._choose(question, asked, chunks, quick)
+        evidence, span = with_years(question, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
             lead = YEARS[reply][last - first == 1].format(n=last - first, first=first, last=last)

@@ -59,17 +59,13 @@ _NUMBER_WORDS = re.compile(
     r"hundreds?|thousands?|millions?|billions?|dozens?)\b",
     re.IGNORECASE,
 )
-_DATE = re.compile(
-    r"\b(?:1[0-9]{3}|20[0-9]{2})\b|\b(?:januar|februar|märz|april|mai|juni|juli|august|september|oktober"
-    r"|november|dezember|january|february|march|may|june|july|october|december)\b",
-    re.IGNORECASE,
-)
+_MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
+           "|january|february|march|may|june|july|october|december")
+_DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})\b|\b(?:{_MONTHS})\b", re.IGNORECASE)
 _EXPECTS_DAY = re.compile(
     r"\b(?:welche[mnrs]?\s+(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
     re.IGNORECASE,
 )
-_MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
-           "|january|february|march|may|june|july|october|december")
 _DAY_DATE = re.compile(
     rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b",
     re.IGNORECASE,
