@@ -135,7 +135,8 @@ def set_aside(text: str) -> tuple[str, bool]:
 # Questions about where a statement comes from: the answer names the Einzelnachweis.
 _SOURCE_QUESTION = re.compile(
     r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
-    r"cite[sd]?|citation|book|buch|werk|autor\w*|author)\b",
+    r"cite[sd]?|citation|book|buch|werk|autor\w*|author|verlag\w*|isbn|auflage|zitiert\w*|publisher|edition|"
+    r"textbook|pages?)\b",
     re.IGNORECASE,
 )
 SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}
@@ -388,10 +389,14 @@ class AnswerChain:
         unfamiliar = self._unfamiliar(asked, lang)
         # Unfamiliar words and weak evidence together: no quote can answer this.
         doubtful = not strong and unfamiliar
-        if not self._grounded(asked, evidence) or (self.model is None and doubtful):
+        # A source question is answered by the evidence and the Einzelnachweis behind it: the model's
+        # phrasing of the claim is not what was asked (and its "not in the text" refused such
+        # questions whose book details only the references hold).
+        quoting = self.model is None or bool(about_source)
+        if not self._grounded(asked, evidence) or (quoting and doubtful):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
-        if self.model is None:
+        if quoting:
             text, footnotes, _ = self._compose("", asked, evidence, chunks, reply, quick)
             yield "answer", finish(text, False, footnotes)
             return
@@ -549,7 +554,7 @@ class AnswerChain:
         # Meaning-based support is for crossing languages (an English answer to a German text); a
         # German sentence must carry its words: close in meaning is how chimeras pass.
         support = self.support if reply == "en" and not quick else replace(self.support, similarity=None)
-        lead = [] if _SOURCE_QUESTION.search(asked.text) else verify(
+        lead = verify(
             _VERDICT_OPENING.sub("", draft), numbering, chunks, support,
             keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
             given=asked.tokens,

@@ -45,6 +45,15 @@ _VERBISH = set(
     viele viel hoch alt lange oft was were is are did does do has had""".split()
 )
 _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
+# Words that open a question framed as a request ("Kannst du mir sagen, wo …?", "I'd like to know
+# which …"): with a question word after them, the question is that one, not a yes/no question.
+_FRAMES = set(
+    """kannst können könnten könntest kann weißt wisst wissen weiß sag sagt sagen ich möchte würde würdest
+    bitte verrate verrat can could would will do tell please i know""".split()
+)
+_W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
+# The question word that follows such a frame: after a comma or after "mir"/"me"/"wissen"/"know".
+_FRAMED = re.compile(rf"(?:,|\b(?:me|us|mir|uns|know|wissen|sagen|erklären))\s+(?:{_W_ALTERNATION})\b", re.IGNORECASE)
 _EXPECTS_NUMBER = re.compile(
     r"\b(?:wie\s*viel\w*|wie\s+hoch|wie\s+alt|wie\s+groß|wie\s+oft|wie\s+lange?|wie\s+teuer"
     r"|how\s+(?:many|much|old|long|often|large|big))\b",
@@ -120,15 +129,21 @@ def analyse(question: str) -> Asked:
     (True, False)
     >>> analyse("An welchem Tag im Jahr 1933 endete sie?").date, analyse("Zu wie vielen Monaten Haft?").number
     (True, True)
+    >>> c = analyse("Kannst du mir sagen, wann der Vertrag geschlossen wurde?")
+    >>> c.yes_no, c.date, analyse("Can you tell me whether it was signed?").yes_no
+    (False, True, True)
     """
     words = re.findall(r"[\wÄÖÜäöüß]+", question.lower())
     while words and words[0] in _CONJUNCTIONS:
         words = words[1:]
     first = words[0] if words else ""
-    yes_no = bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
-    w_words = "|".join(sorted(W_WORDS, key=len, reverse=True))
+    w_words = _W_ALTERNATION
     first_w = re.search(rf"\b(?:{w_words})\b", question, re.IGNORECASE)
+    yes_no = (
+        bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
+        and not (first in _FRAMES and _FRAMED.search(question))
+    )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
     two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{w_words})\b", question, re.IGNORECASE)
     two_part = two_part if two_part and first_w and two_part.start() > first_w.start() else None

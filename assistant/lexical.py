@@ -117,6 +117,9 @@ class LexicalIndex:
         self._bm25 = bm25
         self.ids = ids
         self._vocabulary = {t for t in bm25.vocab_dict if len(t) >= 4}
+        self._by_head: dict[str, list[str]] = {}
+        for t in self._vocabulary:
+            self._by_head.setdefault(t[:5], []).append(t)
 
     @classmethod
     def build(cls, texts: list[str], ids: list[str]) -> LexicalIndex:
@@ -158,10 +161,26 @@ class LexicalIndex:
             raise ValueError(f"lexical index {folder} does not match its ids")
         return cls(bm25, ids)
 
+    def near_forms(self, token: str) -> list[str]:
+        """Indexed words that differ from an unindexed token only by an ending of up to two letters
+        the stemmer left: a genitive or possessive ("ossietzkys" / "ossietzky"), a participle
+        ("verurteil" / "verurteilt").
+
+        >>> LexicalIndex.build(["Ossietzky wurde verurteilt."], ["a"]).near_forms("ossietzkys")
+        ['ossietzky']
+        """
+        if len(token) < 5:
+            return []
+        return [
+            w for w in self._by_head.get(token[:5], ())
+            if abs(len(w) - len(token)) <= 2 and (w.startswith(token) or token.startswith(w))
+        ]
+
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` best (id, BM25 score) pairs; only documents sharing a word with the query."""
         toks = tokenize(query)
         toks += [p for t in toks for p in compound_parts(t, self._vocabulary)]
+        toks += [w for t in toks if t not in self._bm25.vocab_dict for w in self.near_forms(t)]
         known = list(dict.fromkeys(t for t in toks if t in self._bm25.vocab_dict))
         if not known or n <= 0:
             return []

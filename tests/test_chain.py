@@ -178,11 +178,13 @@ def test_article_questions_with_programming_words_are_not_declined(retriever, qu
     assert "only answer questions" not in answer.answer and "nur Fragen" not in answer.answer
 
 
-def test_source_questions_name_the_einzelnachweis(retriever):
-    chain = chain_with(retriever, None)
-    n = number_of(chain, "Guardian")
-    chain.model = FakeListChatModel(responses=[f"[{n}]"])
-    answer = chain.invoke("Welche Quelle belegt, dass der Guardian 1926 die Zusammenarbeit enthüllte?")
+@pytest.mark.parametrize("question", [
+    "Welche Quelle belegt, dass der Guardian 1926 die Zusammenarbeit enthüllte?",
+    "Ich möchte das Buch bestellen, auf das sich die Angabe zur Enthüllung durch den Guardian stützt: welcher Verlag?",
+])
+def test_source_questions_name_the_einzelnachweis_without_the_model(retriever, question):
+    chain = chain_with(retriever, Boom(responses=[]), fallback=False)  # the model is never asked
+    answer = chain.invoke(question)
     assert "Einzelnachweis: Frederick Voigt exclusive" in answer.answer
     assert answer.answer.count("[1]") == 2
 
