@@ -227,6 +227,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     True
     >>> fits_type(analyse("Wie viele Bücher gab es 1908?"), ["1908 zog die Bibliothek um."])
     False
+    >>> fits_type(analyse("How much did it cost each year?"), ["It lasted from 1924 to 1933."])
+    False
     >>> day = analyse("An welchem Tag endete sie?")
     >>> fits_type(day, ["Sie bestand von 1924 bis 1933."]), fits_type(day, ["Sie endete am 3. Mai 1933."])
     (False, True)
@@ -235,7 +237,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     joined = " ".join(evidence)
     for given in re.findall(r"\d+", asked.text):
         joined = re.sub(rf"\b{given}\b", " ", joined)
-    if asked.number and not has_number(joined):
+    # A year is a date, not an amount: it answers "how many" only when years are what is counted.
+    if asked.number and not has_number(joined if years_asked(asked.text) else _YEAR.sub(" ", joined)):
         return False
     if asked.day and not _DAY_DATE.search(joined):  # asked for the day, a year does not answer
         return False
