@@ -39,6 +39,15 @@ _ABOUT_THE_TEXT = set(
     """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
     beleg belege quelle quellen frage antwort statement claim source passage sentence""".split()
 )
+# "Was berichtet der Artikel über …", "What does the text say about …": the document speaking, not a
+# topic; its words are not ones the evidence must hold.
+_ABOUT_THE_DOCUMENT = re.compile(
+    r"\b(?:laut|gemäß|according\s+to)\s+(?:dem\s+|the\s+)?(?:artikel|text|article)\b"
+    r"|\b(?:berichtet|sagt|schreibt|erwähnt|erzählt|does|do)\s+(?:der|die|das|the)\s+(?:artikel|text|article)"
+    r"(?:\s+(?:say|mention|report|state|tell))?\b"
+    r"|\b(?:der|the)\s+(?:artikel|text|article)\s+(?:berichtet|sagt|schreibt|erwähnt|says|mentions|reports|states|tells)\b",
+    re.IGNORECASE,
+)
 # Words after a question word that end the answer-type phrase ("Wer *war* der …", "Wie *viele* …").
 _VERBISH = set(
     """war waren ist sind wurde wurden hat hatte hatten haben wird werden kam kamen gab machte machten
@@ -114,6 +123,7 @@ class Asked:
     date: bool
     negated: bool
     day: bool = False  # the date asked for is a day ("an welchem Tag", "exact date"), not a year
+    overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
 
 
 def analyse(question: str) -> Asked:
@@ -129,6 +139,8 @@ def analyse(question: str) -> Asked:
     (True, False)
     >>> analyse("An welchem Tag im Jahr 1933 endete sie?").date, analyse("Zu wie vielen Monaten Haft?").number
     (True, True)
+    >>> sorted(analyse("Was berichtet der Artikel über die Panzerschule?").tokens)
+    ['panzerschul']
     >>> c = analyse("Kannst du mir sagen, wann der Vertrag geschlossen wurde?")
     >>> c.yes_no, c.date, analyse("Can you tell me whether it was signed?").yes_no
     (False, True, True)
@@ -150,12 +162,13 @@ def analyse(question: str) -> Asked:
     asked_part = question[first_w.start():] if first_w and not two_part else ""
     return Asked(
         text=question,
-        tokens=frozenset(tokenize(question)) - _W_TOKENS,
+        tokens=frozenset(tokenize(_ABOUT_THE_DOCUMENT.sub(" ", question))) - _W_TOKENS,
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
+        overview=bool(_ABOUT_THE_DOCUMENT.search(question)),
     )
 
 
@@ -397,9 +410,10 @@ def select_evidence(
     # The sentence after the best one that refers back to it and says what the best one lacks
     # ("Der Berliner Vertrag …" — "Beide Staaten sagten sich darin … zu").
     after = sentences.neighbour(chunk, span, 1)
-    if after and missing and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
+    # Asked what the text says about something, the sentence that goes on about it belongs too.
+    if after and (missing or asked.overview) and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
-        if gained and after not in chosen:
+        if (gained or asked.overview) and after not in chosen:
             chosen.append(after)
             missing -= gained
     for score, c, s in ranked[1:]:
