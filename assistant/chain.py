@@ -554,8 +554,9 @@ class AnswerChain:
         # Meaning-based support is for crossing languages (an English answer to a German text); a
         # German sentence must carry its words: close in meaning is how chimeras pass.
         support = self.support if reply == "en" and not quick else replace(self.support, similarity=None)
+        rest = _VERDICT_OPENING.sub("", draft)
         lead = verify(
-            _VERDICT_OPENING.sub("", draft), numbering, chunks, support,
+            rest[:1].upper() + rest[1:], numbering, chunks, support,
             keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
             given=asked.tokens,
         )
@@ -578,7 +579,9 @@ class AnswerChain:
         # A verdict needs grounds: a denial in the best evidence sentence, or the model's own verdict
         # whose sentence passed verification (polarity included). Otherwise the evidence speaks.
         rule = verdict(asked, evidence.best)
-        word = "nein" if rule == "nein" else model_word if lead else None
+        # "Yes, the treaty did not …": the verified sentence's own polarity outweighs the word before it.
+        said_word = verdict(asked, lead[0][0]) if lead else None
+        word = "nein" if rule == "nein" else (said_word if model_word and said_word != model_word else model_word) if lead else None
         if rule == "nein" and model_word == "ja":
             lead = []
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")

@@ -438,10 +438,12 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
     False
     >>> informative("Deutschland beendete sie.", a, set()), informative("Es war 3.", a, {3})
     (True, False)
+    >>> informative("Der Vertrag enthielt sie nicht.", analyse("Enthielt der Vertrag sie?"), set())
+    True
     """
     new = [t for t in tokenize(claim) if not _matches(t, set(asked.tokens))]
-    if not new:
-        return False
+    if not new:  # an echo; for a yes/no question it states the answer's polarity, which verification checks
+        return asked.yes_no
     return not all(t.isdigit() and int(t) in shown_numbers for t in new)
 
 
