@@ -376,7 +376,7 @@ class AnswerChain:
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
-        ranked, evidence = self._choose(question, asked, chunks, quick)
+        ranked, evidence = self._choose(question, asked, chunks, quick, context=rewritten)
         evidence, span = with_years(question, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
@@ -517,10 +517,21 @@ class AnswerChain:
         return text
 
     # -- evidence and answerability ----------------------------------------------------------------
-    def _choose(self, focus: str, asked: Asked, chunks: list[Chunk], quick: bool = False) -> tuple[list, Evidence]:
-        """The passages' sentences ranked against ``focus``, and the evidence chosen from them."""
+    def _choose(
+        self, focus: str, asked: Asked, chunks: list[Chunk], quick: bool = False, context: str = "",
+    ) -> tuple[list, Evidence]:
+        """The passages' sentences ranked against ``focus``, and the evidence chosen from them.
+
+        A follow-up's ``context`` (the follow-up with the question before it) breaks its ties: the
+        follow-up itself decides ("und wann?" asks for a new fact), the topic before it narrows.
+        """
         embeddings = None if quick else self.retriever.store.embeddings
-        ranked = rank_sentences(focus, chunks, embeddings, self.settings.sentence_lexical_weight)
+        weight = self.settings.sentence_lexical_weight
+        ranked = rank_sentences(focus, chunks, embeddings, weight)
+        if context and context != focus:
+            topic = {(c.id, s.start): score for score, c, s in rank_sentences(context, chunks, embeddings, weight)}
+            ranked = sorted(
+                (((2 * score + topic[(c.id, s.start)]) / 3, c, s) for score, c, s in ranked), key=lambda t: -t[0])
         return ranked, select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
 
     def _sentences(self) -> Sentences:
