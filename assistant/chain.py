@@ -571,28 +571,30 @@ class AnswerChain:
             keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
             given=asked.tokens,
         )
-        # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
         # A fragment ("Hans von Seeckt.") answers only if the text around it is about what is asked:
         # a name from a sentence about something else is that name in another role.
         # Asked for a number or a date, a sentence without one does not answer.
-        lead = [
+        checked = [
             (claim, found) for claim, found in lead
-            if not _near_copy(claim, found, self.settings.near_copy_share)
-            and (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
+            if (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
         ]
+        # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
+        copied = [(claim, found) for claim, found in checked if _near_copy(claim, found, self.settings.near_copy_share)]
+        lead = [item for item in checked if item not in copied]
         # The evidence stays, and so do the sentences the model's claims rest on when those are
         # others (it read the whole text): each quoted wherever the claims lack its words. The
         # model can add to the evidence, never replace it.
-        sources = list({(c.id, s.start): (c, s) for c, s in [*evidence.items, *(i for _, found in lead for i in found)]}.values())
+        rest_on = [i for _, found in checked for i in found]
+        sources = list({(c.id, s.start): (c, s) for c, s in [*evidence.items, *rest_on]}.values())
         said = {t for claim, _ in lead for t in tokenize(claim)} | set(asked.tokens)
         quotes = _quoted([(c, s) for c, s in sources if not all(_said(t, said) for t in tokenize(s.text))])
         # A verdict needs grounds: a denial in the best evidence sentence, or the model's own verdict
-        # whose sentence passed verification (polarity included). Otherwise the evidence speaks.
+        # whose sentence passed verification (polarity included; a copied sentence counts). Otherwise
+        # the evidence speaks. "Yes, the treaty did not …": the sentence's polarity outweighs the word.
         rule = verdict(asked, evidence.best)
-        # "Yes, the treaty did not …": the verified sentence's own polarity outweighs the word before it.
-        said_word = verdict(asked, lead[0][0]) if lead else None
-        word = "nein" if rule == "nein" else (said_word if model_word and said_word != model_word else model_word) if lead else None
+        said_word = verdict(asked, checked[0][0]) if checked else None
+        word = "nein" if rule == "nein" else (said_word if model_word and said_word != model_word else model_word) if checked else None
         if rule == "nein" and model_word == "ja":
             lead = []
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")

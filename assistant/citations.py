@@ -25,15 +25,32 @@ _NUMBER = re.compile(r"\d+")
 _VERDICTS = {"ja", "nein", "yes", "no", "doch"}
 
 
+# Where a sentence turns from one statement to another ("sah keine X vor, sondern regelte Y").
+_CLAUSE = re.compile(r"[;:]|,\s*(?=(?:sondern|aber|doch|jedoch|während|wohingegen|but|whereas|while|yet)\b)", re.IGNORECASE)
+
+
 def same_polarity(claim: str, source: str) -> bool:
-    """Both or neither negate: "schadete" is not supported by "schadete nicht".
+    """Both or neither negate: "schadete" is not supported by "schadete nicht". In a source that
+    turns from one statement to another, the clause the claim shares most words with counts.
 
     >>> same_polarity("Die Berichterstattung schadete.", "Sie schadete aber nicht weiter.")
     False
     >>> same_polarity("No, it did not.", "Der Vertrag sah keine Zusammenarbeit vor.")
     True
+    >>> source = "Der Vertrag sah keine Zusammenarbeit vor, sondern regelte den Verzicht auf Reparationen."
+    >>> same_polarity("Der Vertrag regelte den Verzicht auf Reparationen.", source)
+    True
+    >>> same_polarity("Der Vertrag sah eine Zusammenarbeit vor.", source)
+    False
     """
-    return negated(claim) == negated(source)
+    if negated(claim) == negated(source):
+        return True
+    clauses = _CLAUSE.split(source)
+    if len(clauses) < 2:
+        return False
+    words = set(tokenize(claim))
+    nearest = max(clauses, key=lambda clause: len(words & set(tokenize(clause))))
+    return negated(claim) == negated(nearest)
 
 
 @dataclass(frozen=True)

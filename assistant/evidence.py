@@ -32,7 +32,9 @@ _W_TOKENS = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", 
 _OPENERS = set(
     """in im an am auf aus bei mit nach von vom vor zu zum zur unter über durch für gegen ohne um
     seit zwischen bis ab nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste
-    on at from by with for to under since during between name list explain describe tell give""".split()
+    on at from by with for to under since during between name list explain describe tell give
+    während laut gemäß trotz wegen außer neben bevor nachdem seitdem before after according besides despite
+    within among following prior apart""".split()
 )
 # Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
 _ABOUT_THE_TEXT = set(
