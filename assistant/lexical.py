@@ -1,11 +1,12 @@
 """Words and the lexical (BM25) index: one normalisation for retrieval, evidence and verification.
 
 A word is lower-cased, stop words are dropped, and the rest goes through PyStemmer's Snowball
-stemmer (German by default: it folds umlauts and ß itself, and reads "ue" as "ü"). Two steps of
-our own keep what the hand-written normaliser before it did and Snowball does not: a noun in
-"-ung" loses it, so it meets its verb ("Leitung" / "leitete": "leit"), and the index adds to every
-long token the known words of four or more letters that begin or end it (compound parts:
-"Panzerschulen" also counts as "panz").
+stemmer (German by default: it folds umlauts and ß itself, and reads "ue" as "ü"). Steps of our
+own add what Snowball does not: a noun in "-ung" loses it, so it meets its verb ("Leitung" /
+"leitete": "leit"); a participle loses the "ge" after a separable prefix ("ausgebildet" /
+"Ausbildung": "ausbild"); the index adds to every long token the known words of four or more
+letters that begin or end it (compound parts: "Panzerschulen" also counts as "panz"); and a query
+word the index lacks meets an indexed one that differs only by a short ending ("Ossietzkys").
 
 The index is ``bm25s`` (Lucene BM25 on sparse matrices). It is built at ingest, saved beside the
 Chroma collection it describes and loaded memory-mapped, so an app start reads it instead of
