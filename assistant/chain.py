@@ -135,8 +135,7 @@ def set_aside(text: str) -> tuple[str, bool]:
 # Questions about where a statement comes from: the answer names the Einzelnachweis.
 _SOURCE_QUESTION = re.compile(
     r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
-    r"cite[sd]?|citation|book|buch|werk|autor\w*|author|verlag\w*|isbn|auflage|zitiert\w*|publisher|edition|"
-    r"textbook|pages?)\b",
+    r"cite[sd]?|citation|book|buch|werk|autor\w*|author|verlag\w*|isbn|publisher|textbook)\b",
     re.IGNORECASE,
 )
 SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}
@@ -522,16 +521,14 @@ class AnswerChain:
     ) -> tuple[list, Evidence]:
         """The passages' sentences ranked against ``focus``, and the evidence chosen from them.
 
-        A follow-up's ``context`` (the follow-up with the question before it) breaks its ties: the
-        follow-up itself decides ("und wann?" asks for a new fact), the topic before it narrows.
+        A follow-up's ``context`` (what was searched: the follow-up with the question before it,
+        whose embedding the search has made already) weighs in at ``followup_context_weight``: the
+        follow-up itself leads ("und wann?" asks for a new fact), the topic before it narrows.
         """
         embeddings = None if quick else self.retriever.store.embeddings
         weight = self.settings.sentence_lexical_weight
-        ranked = rank_sentences(focus, chunks, embeddings, weight)
-        if context and context != focus:
-            topic = {(c.id, s.start): score for score, c, s in rank_sentences(context, chunks, embeddings, weight)}
-            ranked = sorted(
-                (((2 * score + topic[(c.id, s.start)]) / 3, c, s) for score, c, s in ranked), key=lambda t: -t[0])
+        context = context if context != focus else ""
+        ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight)
         return ranked, select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
 
     def _sentences(self) -> Sentences:
@@ -580,8 +577,8 @@ class AnswerChain:
             and fits_type(asked, [claim])
         ]
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
-        copied = [(claim, found) for claim, found in checked if _near_copy(claim, found, self.settings.near_copy_share)]
-        lead = [item for item in checked if item not in copied]
+        copy = [_near_copy(claim, found, self.settings.near_copy_share) for claim, found in checked]
+        lead = [item for item, copied in zip(checked, copy) if not copied]
         # The evidence stays, and so do the sentences the model's claims rest on when those are
         # others (it read the whole text): each quoted wherever the claims lack its words. The
         # model can add to the evidence, never replace it.
@@ -589,12 +586,13 @@ class AnswerChain:
         sources = list({(c.id, s.start): (c, s) for c, s in [*evidence.items, *rest_on]}.values())
         said = {t for claim, _ in lead for t in tokenize(claim)} | set(asked.tokens)
         quotes = _quoted([(c, s) for c, s in sources if not all(_said(t, said) for t in tokenize(s.text))])
-        # A verdict needs grounds: a denial in the best evidence sentence, or the model's own verdict
-        # whose sentence passed verification (polarity included; a copied sentence counts). Otherwise
-        # the evidence speaks. "Yes, the treaty did not …": the sentence's polarity outweighs the word.
+        # A verdict needs grounds: a denial in the best evidence sentence or in the model's first
+        # verified sentence ("Yes, the treaty did not …" is a "No"; a copied sentence counts), or the
+        # model's own verdict word when a sentence of its passed verification. Only a denial is
+        # conclusive: a sentence without one may say "no" in other words ("Nein, sie wurde beendet").
         rule = verdict(asked, evidence.best)
-        said_word = verdict(asked, checked[0][0]) if checked else None
-        word = "nein" if rule == "nein" else (said_word if model_word and said_word != model_word else model_word) if checked else None
+        denied = rule == "nein" or bool(checked) and verdict(asked, checked[0][0]) == "nein"
+        word = "nein" if denied else model_word if checked else None
         if rule == "nein" and model_word == "ja":
             lead = []
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")

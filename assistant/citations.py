@@ -42,15 +42,14 @@ def same_polarity(claim: str, source: str) -> bool:
     True
     >>> same_polarity("Der Vertrag sah eine Zusammenarbeit vor.", source)
     False
+    >>> same_polarity("Sie unterzeichnete nicht.", "Sie unterzeichnete, aber er ratifizierte nicht.")
+    False
     """
-    if negated(claim) == negated(source):
-        return True
     clauses = _CLAUSE.split(source)
-    if len(clauses) < 2:
-        return False
-    words = set(tokenize(claim))
-    nearest = max(clauses, key=lambda clause: len(words & set(tokenize(clause))))
-    return negated(claim) == negated(nearest)
+    if len(clauses) >= 2:
+        words = set(tokenize(claim))
+        source = max(clauses, key=lambda clause: len(words & set(tokenize(clause))))
+    return negated(claim) == negated(source)
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,12 @@ _ABOUT_THE_TEXT = set(
     """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
     beleg belege quelle quellen frage antwort statement claim source passage sentence""".split()
 )
-# "Was berichtet der Artikel über …", "What does the text say about …": the document speaking, not a
-# topic; its words are not ones the evidence must hold.
-_ABOUT_THE_DOCUMENT = re.compile(
-    r"\b(?:laut|gemäß|according\s+to)\s+(?:dem\s+|the\s+)?(?:artikel|text|article)\b"
-    r"|\b(?:berichtet|sagt|schreibt|erwähnt|erzählt|does|do)\s+(?:der|die|das|the)\s+(?:artikel|text|article)"
+# "Laut dem Artikel …", "according to the text …": the document named as the source, not a topic.
+_ACCORDING_TO = re.compile(r"\b(?:laut|gemäß|according\s+to)\s+(?:dem\s+|the\s+)?(?:artikel|text|article)\b", re.IGNORECASE)
+# "Was berichtet der Artikel über …", "What does the text say about …": the document speaking, and
+# what is asked is all it says about something.
+_DOCUMENT_SPEAKS = re.compile(
+    r"\b(?:berichtet|sagt|schreibt|erwähnt|erzählt|does|do)\s+(?:der|die|das|the)\s+(?:artikel|text|article)"
     r"(?:\s+(?:say|mention|report|state|tell))?\b"
     r"|\b(?:der|the)\s+(?:artikel|text|article)\s+(?:berichtet|sagt|schreibt|erwähnt|says|mentions|reports|states|tells)\b",
     re.IGNORECASE,
@@ -63,8 +64,13 @@ _FRAMES = set(
     bitte verrate verrat can could would will do tell please i know""".split()
 )
 _W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
-# The question word that follows such a frame: after a comma or after "mir"/"me"/"wissen"/"know".
-_FRAMED = re.compile(rf"(?:,|\b(?:me|us|mir|uns|know|wissen|sagen|erklären))\s+(?:{_W_ALTERNATION})\b", re.IGNORECASE)
+# The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
+# "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
+_FRAMED = re.compile(
+    rf"\b(?:me|us|mir|uns|know|wonder|wissen|weiß|weißt|wisst|sagen|sag|erklären|erkläre|verraten|verrate)"
+    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:{_W_ALTERNATION})\b",
+    re.IGNORECASE,
+)
 _EXPECTS_NUMBER = re.compile(
     r"\b(?:wie\s*viel\w*|wie\s+hoch|wie\s+alt|wie\s+groß|wie\s+oft|wie\s+lange?|wie\s+teuer"
     r"|how\s+(?:many|much|old|long|often|large|big))\b",
@@ -146,31 +152,38 @@ def analyse(question: str) -> Asked:
     >>> c = analyse("Kannst du mir sagen, wann der Vertrag geschlossen wurde?")
     >>> c.yes_no, c.date, analyse("Can you tell me whether it was signed?").yes_no
     (False, True, True)
+    >>> [analyse(q).yes_no for q in ["Could Germany, which was disarmed, train pilots?",
+    ...     "Before 1926, did the Reichswehr train pilots?", "Before the treaty, which country was considered?"]]
+    [True, True, False]
+    >>> analyse("According to the article, when was it signed?").overview
+    False
     """
     words = re.findall(r"[\wÄÖÜäöüß]+", question.lower())
     while words and words[0] in _CONJUNCTIONS:
         words = words[1:]
     first = words[0] if words else ""
+    if first in _OPENERS and "," in question:  # "Before 1926, did …?": the question starts after the phrase
+        after = re.findall(r"[\wÄÖÜäöüß]+", question.split(",", 1)[1].lower())
+        first = after[0] if after else first
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
-    w_words = _W_ALTERNATION
-    first_w = re.search(rf"\b(?:{w_words})\b", question, re.IGNORECASE)
+    first_w = re.search(rf"\b(?:{_W_ALTERNATION})\b", question, re.IGNORECASE)
     yes_no = (
         bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
         and not (first in _FRAMES and _FRAMED.search(question))
     )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
-    two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{w_words})\b", question, re.IGNORECASE)
+    two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{_W_ALTERNATION})\b", question, re.IGNORECASE)
     two_part = two_part if two_part and first_w and two_part.start() > first_w.start() else None
     asked_part = question[first_w.start():] if first_w and not two_part else ""
     return Asked(
         text=question,
-        tokens=frozenset(tokenize(_ABOUT_THE_DOCUMENT.sub(" ", question))) - _W_TOKENS,
+        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", _ACCORDING_TO.sub(" ", question)))) - _W_TOKENS,
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
-        overview=bool(_ABOUT_THE_DOCUMENT.search(question)),
+        overview=bool(_DOCUMENT_SPEAKS.search(question)),
     )
 
 
@@ -244,6 +257,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     False
     >>> fits_type(analyse("How much did it cost each year?"), ["It lasted from 1924 to 1933."])
     False
+    >>> fits_type(analyse("Wie viele Soldaten waren dort?"), ["Etwa 1200 Soldaten waren dort."])
+    True
     >>> day = analyse("An welchem Tag endete sie?")
     >>> fits_type(day, ["Sie bestand von 1924 bis 1933."]), fits_type(day, ["Sie endete am 3. Mai 1933."])
     (False, True)
@@ -253,7 +268,7 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     for given in re.findall(r"\d+", asked.text):
         joined = re.sub(rf"\b{given}\b", " ", joined)
     # A year is a date, not an amount: it answers "how many" only when years are what is counted.
-    if asked.number and not has_number(joined if years_asked(asked.text) else _YEAR.sub(" ", joined)):
+    if asked.number and not has_number(joined if years_asked(asked.text) else _YEAR_AS_DATE.sub(" ", joined)):
         return False
     if asked.day and not _DAY_DATE.search(joined):  # asked for the day, a year does not answer
         return False
@@ -451,6 +466,12 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
 
 # "How many years …" and "how long …": a difference of two years the text gives, computed here.
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+# A year where the text uses it as a date: after a word of time or a dash, or opening a sentence.
+_YEAR_AS_DATE = re.compile(
+    r"(?:\b(?:im|in|seit|bis|von|vom|ab|vor|nach|um|jahr\w*|since|until|till|from|to|between|by|und|and)\s+"
+    r"|[–-]\s*|(?:^|[.!?]\s+))(?:1[0-9]{3}|20[0-9]{2})\b",
+    re.IGNORECASE,
+)
 _YEAR_RANGE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\s*(?:bis|to|until|till|–|-)\s*(1[0-9]{3}|20[0-9]{2})\b")
 _HOW_LONG = re.compile(r"\b(?:wie\s+lange|how\s+long)\b", re.IGNORECASE)
 _HOW_MANY_YEARS = re.compile(r"\b(?:wie\s+viele\s+jahre|how\s+many\s+years)\b", re.IGNORECASE)

@@ -28,7 +28,7 @@ import numpy as np
 
 STEMMER_LANGUAGE = "german"  # Snowball's German stemmer; on English words it strips -s/-en/-er/-e alike
 # Saved indexes record this; one made by other word rules is rebuilt, not misread. Change it with them.
-WORD_RULES = f"snowball-{STEMMER_LANGUAGE}+ung+ge+parts/1"
+WORD_RULES = f"snowball-{STEMMER_LANGUAGE}+ung+ge+parts/2"
 _STOPWORDS = set(
     """der die das den dem des ein eine einer einen einem eines und oder aber in im ins an am auf
     aus bei mit nach von vom vor zu zum zur über unter durch für gegen ohne um als wie wo wer was
@@ -41,7 +41,7 @@ _STOPWORDS = set(
 )
 _WORD = re.compile(r"\w+")
 # A participle with "ge" after a separable prefix ("ausgebildet") meets its verb and noun ("Ausbildung").
-_PARTICIPLE = re.compile(r"^(ab|an|auf|aus|bei|ein|fest|fort|her|hin|mit|nach|vor|weg|zu|zurück|zusammen)ge(\w{3,}e?t)$")
+_PARTICIPLE = re.compile(r"^(ab|an|auf|aus|bei|ein|fest|fort|her|hin|mit|nach|vor|weg|zu|zurück|zusammen)ge(\w{3,}t(?:e[mnrs]?)?)$")
 _stem_lock = threading.Lock()  # a PyStemmer object must not be used by two threads at once
 
 
@@ -58,8 +58,8 @@ def normalise(word: str) -> str:
 
     >>> [normalise(w) for w in ["Panzern", "Panzer", "Verträgen", "Vertrag", "Ruestung", "Straße", "Leitung"]]
     ['panz', 'panz', 'vertrag', 'vertrag', 'rust', 'strass', 'leit']
-    >>> [normalise(w) for w in ["ausgebildet", "Ausbildung", "ausgeben", "ausgegeben"]]
-    ['ausbild', 'ausbild', 'ausgeb', 'ausgegeb']
+    >>> [normalise(w) for w in ["ausgebildet", "ausgebildeten", "Ausbildung", "ausgeben", "ausgegeben"]]
+    ['ausbild', 'ausbild', 'ausbild', 'ausgeb', 'ausgegeb']
     """
     low = _PARTICIPLE.sub(r"\1\2", word.lower())
     with _stem_lock:

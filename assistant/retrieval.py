@@ -171,25 +171,34 @@ def validate_query(text: str, limit: int) -> str:
 
 
 def rank_sentences(
-    query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default
+    query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default,
+    context: str = "", context_weight: float = 0.0,
 ) -> list[tuple[float, Chunk, Span]]:
     """Every sentence of ``chunks`` scored against the query, best first.
 
     The score is the cosine similarity of query and sentence plus a share of the query's content
     words that the sentence contains; it picks evidence for the prompt and extractive answers.
-    Without ``embeddings`` (while the embedder loads) the share of words alone ranks.
+    Without ``embeddings`` (while the embedder loads) the share of words alone ranks. A
+    ``context`` (a follow-up's topic) is scored the same way and averaged in at ``context_weight``.
     """
     spans = [(c, s) for c in chunks for s in c.spans]
     if not spans:
         return []
     texts = [s.text for _, s in spans]
-    meaning = [0.0] * len(spans)
-    if embeddings is not None:
-        qv = embeddings.embed_query(query)
-        meaning = [cosine(qv, v) for v in embeddings.embed_documents(texts)]
-    qtok = set(tokenize(query))
-    scored = []
-    for (chunk, span), similar in zip(spans, meaning):
-        overlap = len(qtok & set(tokenize(span.text))) / len(qtok) if qtok else 0.0
-        scored.append((similar + lexical_weight * overlap, chunk, span))
+    vectors = embeddings.embed_documents(texts) if embeddings is not None else None
+    sentence_words = [set(tokenize(t)) for t in texts]
+
+    def scores(text: str) -> list[float]:
+        meaning = [0.0] * len(spans)
+        if vectors is not None:
+            qv = embeddings.embed_query(text)
+            meaning = [cosine(qv, v) for v in vectors]
+        qtok = set(tokenize(text))
+        return [similar + lexical_weight * (len(qtok & words) / len(qtok) if qtok else 0.0)
+                for similar, words in zip(meaning, sentence_words)]
+
+    total = scores(query)
+    if context and context_weight > 0:
+        total = [(own + context_weight * other) / (1 + context_weight) for own, other in zip(total, scores(context))]
+    scored = [(score, chunk, span) for score, (chunk, span) in zip(total, spans)]
     return sorted(scored, key=lambda t: -t[0])

@@ -209,7 +209,7 @@ def test_a_follow_up_shows_evidence_before_the_model_answers(retriever):
     model = FakeListChatModel(responses=["Mehrere hundert [1].", "never asked for"])
     history = [("Wo wurden die deutschen Piloten ausgebildet?", "In Lipezk [1].")]
     events = []
-    for kind, _ in chain_with(retriever, model).stream("Und wie viele wurden dort ausgebildet?", history):
+    for kind, _ in chain_with(retriever, model).stream("Und wie viele Piloten wurden dort ausgebildet?", history):
         events.append((kind, model.i))
     assert events[0] == ("evidence", 0), events  # shown before any model call
     assert events[-1] == ("answer", 1), events  # one model call: no rewrite before the answer
