@@ -26,7 +26,7 @@ from . import AssistantError
 from .chunking import Chunk
 from .citations import Footnote, Support, Verified, embedding_similarity, render, verify
 from .evidence import (
-    W_WORDS,
+    W_ALTERNATION,
     Asked,
     Evidence,
     Sentences,
@@ -98,7 +98,7 @@ _DEMAND = re.compile(
 _ROLE_LABEL = re.compile(r"^\W*(?:system|user|assistant|nutzer|assistent)\b[\s:]*", re.IGNORECASE)
 _SEGMENT = re.compile(r"(?<=[.!?:;])\s+|(?<=[.!?][“”\"'»])\s+|\n+")
 _QUESTION_LABEL = re.compile(r"^\W*(?:frage|question|q)\s*:\s*", re.IGNORECASE)
-_ASKS = re.compile(r"\?|^\W*(?:" + "|".join(sorted(W_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_ASKS = re.compile(rf"\?|^\W*(?:{W_ALTERNATION})\b", re.IGNORECASE)
 SET_ASIDE_NOTE = {
     "de": "Anweisungen, Markup und eingefügte Quellen in der Nachricht habe ich übergangen; die Antwort kommt aus dem Text, mit Fußnoten.",
     "en": "I set aside the instructions, markup and pasted sources in the message; the answer comes from the text, with footnotes.",
@@ -563,7 +563,7 @@ class AnswerChain:
         # German sentence must carry its words: close in meaning is how chimeras pass.
         support = self.support if reply == "en" and not quick else replace(self.support, similarity=None)
         rest = _VERDICT_OPENING.sub("", draft)
-        lead = verify(
+        verified = verify(
             rest[:1].upper() + rest[1:], numbering, chunks, support,
             keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
             given=asked.tokens,
@@ -572,7 +572,7 @@ class AnswerChain:
         # a name from a sentence about something else is that name in another role.
         # Asked for a number or a date, a sentence without one does not answer.
         checked = [
-            (claim, found) for claim, found in lead
+            (claim, found) for claim, found in verified
             if (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
         ]

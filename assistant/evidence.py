@@ -63,12 +63,13 @@ _FRAMES = set(
     """kannst können könnten könntest kann weißt wisst wissen weiß sag sagt sagen ich möchte würde würdest
     bitte verrate verrat can could would will do tell please i know""".split()
 )
-_W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
+# The question words as one regex alternation, longest first ("welchem" before "welche").
+W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
 _FRAMED = re.compile(
     rf"\b(?:me|us|mir|uns|know|wonder|wissen|weiß|weißt|wisst|sagen|sag|erklären|erkläre|verraten|verrate)"
-    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:{_W_ALTERNATION})\b",
+    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:{W_ALTERNATION})\b",
     re.IGNORECASE,
 )
 _EXPECTS_NUMBER = re.compile(
@@ -87,7 +88,8 @@ _NUMBER_WORDS = re.compile(
 )
 _MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
            "|january|february|march|may|june|july|october|december")
-_DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})\b|\b(?:{_MONTHS})\b", re.IGNORECASE)
+_YEAR_DIGITS = "1[0-9]{3}|20[0-9]{2}"  # a year of the second millennium or this century
+_DATE = re.compile(rf"\b(?:{_YEAR_DIGITS})\b|\b(?:{_MONTHS})\b", re.IGNORECASE)
 _EXPECTS_DAY = re.compile(
     r"\b(?:welche[mnrs]?\s+(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
     re.IGNORECASE,
@@ -166,13 +168,13 @@ def analyse(question: str) -> Asked:
         after = re.findall(r"[\wÄÖÜäöüß]+", question.split(",", 1)[1].lower())
         first = after[0] if after else first
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
-    first_w = re.search(rf"\b(?:{_W_ALTERNATION})\b", question, re.IGNORECASE)
+    first_w = re.search(rf"\b(?:{W_ALTERNATION})\b", question, re.IGNORECASE)
     yes_no = (
         bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
         and not (first in _FRAMES and _FRAMED.search(question))
     )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
-    two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{_W_ALTERNATION})\b", question, re.IGNORECASE)
+    two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b", question, re.IGNORECASE)
     two_part = two_part if two_part and first_w and two_part.start() > first_w.start() else None
     asked_part = question[first_w.start():] if first_w and not two_part else ""
     return Asked(
@@ -465,14 +467,14 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
 
 
 # "How many years …" and "how long …": a difference of two years the text gives, computed here.
-_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+_YEAR = re.compile(rf"\b({_YEAR_DIGITS})\b")
 # A year where the text uses it as a date: after a word of time or a dash, or opening a sentence.
 _YEAR_AS_DATE = re.compile(
     r"(?:\b(?:im|in|seit|bis|von|vom|ab|vor|nach|um|jahr\w*|since|until|till|from|to|between|by|und|and)\s+"
-    r"|[–-]\s*|(?:^|[.!?]\s+))(?:1[0-9]{3}|20[0-9]{2})\b",
+    rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b",
     re.IGNORECASE,
 )
-_YEAR_RANGE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\s*(?:bis|to|until|till|–|-)\s*(1[0-9]{3}|20[0-9]{2})\b")
+_YEAR_RANGE = re.compile(rf"\b({_YEAR_DIGITS})\s*(?:bis|to|until|till|–|-)\s*({_YEAR_DIGITS})\b")
 _HOW_LONG = re.compile(r"\b(?:wie\s+lange|how\s+long)\b", re.IGNORECASE)
 _HOW_MANY_YEARS = re.compile(r"\b(?:wie\s+viele\s+jahre|how\s+many\s+years)\b", re.IGNORECASE)
 _APART = re.compile(r"\b(?:nach|vor|zwischen|seit|später|früher|after|before|between|since|later|earlier)\b",

@@ -21,7 +21,7 @@ import re
 import shutil
 import threading
 import uuid
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +123,14 @@ class LexicalIndex:
         self._bm25 = bm25
         self.ids = ids
         self._vocabulary = {t for t in bm25.vocab_dict if len(t) >= 4}
-        self._by_head: dict[str, list[str]] = {}
+
+    @cached_property
+    def _by_head(self) -> dict[str, list[str]]:
+        """Indexed words by their first five letters, built when a query first needs near forms."""
+        heads: dict[str, list[str]] = {}
         for t in self._vocabulary:
-            self._by_head.setdefault(t[:5], []).append(t)
+            heads.setdefault(t[:5], []).append(t)
+        return heads
 
     @classmethod
     def build(cls, texts: list[str], ids: list[str]) -> LexicalIndex:
