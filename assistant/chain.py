@@ -27,6 +27,7 @@ from .chunking import Chunk
 from .citations import Footnote, Support, Verified, embedding_similarity, render, verify
 from .evidence import (
     W_ALTERNATION,
+    W_WORDS,
     Asked,
     Evidence,
     Sentences,
@@ -47,6 +48,7 @@ from .settings import PROMPTS_DIR, Settings
 
 REFUSAL_MARK = "NICHT IM TEXT"
 WARM_SENTENCES = 200  # ~15 s of embedding at start-up on 2 cores, at most
+_WORD = re.compile(r"[^\W\d_]{3,}")
 WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
          "en": {"article": "The article", "documents": "The documents"}}
 NOT_IN_TEXT = {
@@ -274,6 +276,7 @@ class AnswerChain:
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
         self._words: Vocabulary | None = None
+        self._word_list: list[str] | None = None
 
     # -- the static prefix --------------------------------------------------------------------
     def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
@@ -349,7 +352,11 @@ class AnswerChain:
         result.rewritten_question = rewritten
         if quick:
             result.notice = (result.notice + " " + QUICK_NOTE[reply]).strip()
-        docs = self.retriever.search(rewritten, k or self.settings.k, doc, dense=not quick)
+        # A question in words the corpus does not use (English about a German text) is also searched
+        # by the corpus words nearest in meaning; a follow-up's searched text is not (dev: its
+        # borrowed question drew the earlier topic's words and lost two follow-ups).
+        bridge = " ".join(self._bridged(question)) if not quick and rewritten == question else ""
+        docs = self.retriever.search(rewritten, k or self.settings.k, doc, dense=not quick, words=bridge)
         result.retrieved = [
             {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
              "dense_score": d.metadata["dense_score"], "lexical_score": d.metadata["lexical_score"]}
@@ -375,7 +382,7 @@ class AnswerChain:
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
-        ranked, evidence = self._choose(question, asked, chunks, quick, context=rewritten)
+        ranked, evidence = self._choose(question, asked, chunks, quick, context=rewritten, words=bridge)
         evidence, span = with_years(question, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
@@ -451,7 +458,7 @@ class AnswerChain:
 
         Evidence is chosen among the retrieved passages' sentences; embedding them when a question
         first meets them delayed the sources by 0.4-1.9 s in a conversation (~13 sentences/s on 2
-        cores). The vectors are kept in ``<home>/sentence-vectors``, named by the embedder and the
+        cores). The corpus's words are embedded with them, for :meth:`_bridged`. The vectors are kept in ``<home>/sentence-vectors``, named by the embedder and the
         sentences, so a restart loads them (milliseconds) instead of embedding them again (~3 s
         here); a file that does not load is embedded again and replaced. A larger corpus embeds
         its sentences as questions reach them; both keep them in memory.
@@ -459,6 +466,7 @@ class AnswerChain:
         spans = list(dict.fromkeys(s.text for c in self.retriever.chunks for s in c.spans))
         if len(spans) > WARM_SENTENCES:
             return
+        spans += self._corpus_words()  # for the word bridge (`_bridged`)
         store = self.retriever.store
         key = hashlib.sha256("\0".join([store.fingerprint, *spans]).encode()).hexdigest()[:24]
         path = self.settings.home / "sentence-vectors" / f"{key}.npy"
@@ -517,9 +525,10 @@ class AnswerChain:
 
     # -- evidence and answerability ----------------------------------------------------------------
     def _choose(
-        self, focus: str, asked: Asked, chunks: list[Chunk], quick: bool = False, context: str = "",
+        self, focus: str, asked: Asked, chunks: list[Chunk], quick: bool = False, context: str = "", words: str = "",
     ) -> tuple[list, Evidence]:
-        """The passages' sentences ranked against ``focus``, and the evidence chosen from them.
+        """The passages' sentences ranked against ``focus`` (and ``words``, by their share only), and
+        the evidence chosen from them.
 
         A follow-up's ``context`` (what was searched: the follow-up with the question before it,
         whose embedding the search has made already) weighs in at ``followup_context_weight``: the
@@ -528,7 +537,7 @@ class AnswerChain:
         embeddings = None if quick else self.retriever.store.embeddings
         weight = self.settings.sentence_lexical_weight
         context = context if context != focus else ""
-        ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight)
+        ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words)
         return ranked, select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
 
     def _sentences(self) -> Sentences:
@@ -540,6 +549,33 @@ class AnswerChain:
         if self._words is None:
             self._words = Vocabulary(c.text for c in self.retriever.chunks)
         return self._words
+
+    def _corpus_words(self) -> list[str]:
+        """The corpus's content words as written, once each; none for a corpus too large to embed
+        its sentences at start-up."""
+        if self._word_list is None:
+            chunks = self.retriever.chunks
+            small = sum(len(c.spans) for c in chunks) <= WARM_SENTENCES
+            self._word_list = sorted({w for c in chunks for w in _WORD.findall(c.text) if tokenize(w)}) if small else []
+        return self._word_list
+
+    def _bridged(self, question: str) -> list[str]:
+        """For each word of the question that the corpus never uses, the corpus word nearest in
+        meaning, when it is near enough: "Sweden" -> "Schweden", "offers" -> "Angebote".
+
+        BM25 and the evidence's word share then see what an English question (or a synonym) asks
+        about a German text; single words embedded alone are too vague for more than that, so the
+        dense side keeps the question as asked.
+        """
+        words = self._corpus_words()
+        vocabulary = self._vocabulary()
+        unknown = [w for w in dict.fromkeys(_WORD.findall(question)) if w.lower() not in W_WORDS
+                   and (tokens := tokenize(w)) and not all(vocabulary.knows(t) for t in tokens)]
+        if not words or not unknown:
+            return []
+        embeddings = self.retriever.store.embeddings
+        similarity = np.asarray(embeddings.embed_documents(unknown)) @ np.asarray(embeddings.embed_documents(words)).T
+        return [words[int(row.argmax())] for row in similarity if row.max() >= self.settings.bridge_min_similarity]
 
     def _grounded(self, asked: Asked, evidence: Evidence) -> bool:
         """Whether the evidence can answer at all: it holds the kind of value asked for (a number

@@ -82,10 +82,13 @@ class HybridRetriever(BaseRetriever):
             self.refresh()
         return self._by_id[chunk_id]
 
-    def search(self, query: str, k: int | None = None, doc: str | None = None, dense: bool = True) -> list[Document]:
+    def search(
+        self, query: str, k: int | None = None, doc: str | None = None, dense: bool = True, words: str = "",
+    ) -> list[Document]:
         """Ranked passages for ``query`` (``invoke`` with an explicit ``k``, and ``doc`` to restrict
         this one search to one document; the retriever's ``doc_filter`` otherwise). ``dense=False``
-        ranks by BM25 alone, without the embedder (while it loads)."""
+        ranks by BM25 alone, without the embedder (while it loads). ``words`` are searched by BM25
+        only (the corpus's words for a question's foreign ones)."""
         chunks = self.chunks
         k = k or self.k
         doc = doc or self.doc_filter
@@ -93,7 +96,7 @@ class HybridRetriever(BaseRetriever):
         found = self.store.dense_search(query, fetch, doc) if dense else []
         dense = [(i, s) for i, s in found if i in self._by_id]
         assert self._lexical is not None
-        lexical = [(i, s) for i, s in self._lexical.search(query, len(chunks) if doc else fetch) if i in self._by_id]
+        lexical = [(i, s) for i, s in self._lexical.search(f"{query} {words}", len(chunks) if doc else fetch) if i in self._by_id]
         if doc:
             lexical = [(i, s) for i, s in lexical if self._by_id[i].doc_id == doc][:fetch]
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k, [1.0, self.lexical_weight])
@@ -172,14 +175,15 @@ def validate_query(text: str, limit: int) -> str:
 
 def rank_sentences(
     query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default,
-    context: str = "", context_weight: float = 0.0,
+    context: str = "", context_weight: float = 0.0, words: str = "",
 ) -> list[tuple[float, Chunk, Span]]:
     """Every sentence of ``chunks`` scored against the query, best first.
 
     The score is the cosine similarity of query and sentence plus a share of the query's content
     words that the sentence contains; it picks evidence for the prompt and extractive answers.
-    Without ``embeddings`` (while the embedder loads) the share of words alone ranks. A
-    ``context`` (a follow-up's topic) is scored the same way and averaged in at ``context_weight``.
+    Without ``embeddings`` (while the embedder loads) the share of words alone ranks. ``words``
+    join the query's own in that share. A ``context`` (a follow-up's topic) is scored the same way
+    and averaged in at ``context_weight``.
     """
     spans = [(c, s) for c in chunks for s in c.spans]
     if not spans:
@@ -188,16 +192,16 @@ def rank_sentences(
     vectors = embeddings.embed_documents(texts) if embeddings is not None else None
     sentence_words = [set(tokenize(t)) for t in texts]
 
-    def scores(text: str) -> list[float]:
+    def scores(text: str, more: str = "") -> list[float]:
         meaning = [0.0] * len(spans)
         if vectors is not None:
             qv = embeddings.embed_query(text)
             meaning = [cosine(qv, v) for v in vectors]
-        qtok = set(tokenize(text))
-        return [similar + lexical_weight * (len(qtok & words) / len(qtok) if qtok else 0.0)
-                for similar, words in zip(meaning, sentence_words)]
+        qtok = set(tokenize(f"{text} {more}"))
+        return [similar + lexical_weight * (len(qtok & held) / len(qtok) if qtok else 0.0)
+                for similar, held in zip(meaning, sentence_words)]
 
-    total = scores(query)
+    total = scores(query, words)
     if context and context_weight > 0:
         total = [(own + context_weight * other) / (1 + context_weight) for own, other in zip(total, scores(context))]
     scored = [(score, chunk, span) for score, (chunk, span) in zip(total, spans)]

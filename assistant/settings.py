@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     )
     min_nearby: float = Field(0.45, description="a refusal shows the nearest sentences when they score at least this (set by reading dev refusals)", json_schema_extra=THRESHOLD)
     support_min_lexical: float = Field(0.6, description="share of a claim's content words its sources must hold to support it (hand-made claim/source pairs, tests/test_citations.py)", json_schema_extra=THRESHOLD)
+    bridge_min_similarity: float = Field(0.6, description="a question word the corpus never uses is searched as the corpus word nearest in meaning at this cosine or more (dev split: the same answers from 0.45 to 0.6; translations such as Sweden/Schweden, offers/Angebote score 0.7-0.97, unrelated nearest words 0.5-0.6)", json_schema_extra=THRESHOLD)
     support_min_similarity: float = Field(0.64, description="claim-to-sentence cosine that supports a claim across languages (translations scored 0.65-0.77 against their German sources on dev, a wrong place or name 0.54-0.59 on hand-made pairs)", json_schema_extra=THRESHOLD)
     near_copy_share: float = Field(0.7, description="a model sentence with this share of its one source's words is shown as that quote instead (read on dev answers)", json_schema_extra=THRESHOLD)
     n_ctx: int = Field(4096, ge=512, description="context window of the local model (llama.cpp)", json_schema_extra=THRESHOLD)

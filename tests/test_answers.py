@@ -115,6 +115,16 @@ def test_years_between_two_events_are_computed_and_cite_both_dates(settings_fact
 
 
 @pytest.mark.slow
+def test_an_english_question_is_searched_by_the_german_words_nearest_in_meaning(settings_factory, real_embeddings):
+    chain = chain_over(SECOND, settings_factory(), real_embeddings)
+    found = chain._bridged("Who was the first librarian, and what did she teach?")
+    assert {"erste", "Bibliothek", "Lehrerin"} <= set(found) and not {"Who", "what", "she"} & set(found), found
+    assert chain._bridged("Wer gründete die Lesehalle?") == []  # every word is the text's own
+    answer = chain.invoke("Why did the city council refuse to take over the reading hall at first?")
+    assert "Kosten" in answer.answer, answer.answer
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("question,must,refused", SECOND_DOCUMENT)
 def test_a_second_document_answers_cites_and_refuses(settings_factory, real_embeddings, question, must, refused):
     chain = chain_over(SECOND, settings_factory(), real_embeddings)

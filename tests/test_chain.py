@@ -221,7 +221,8 @@ def test_a_small_corpus_has_its_sentences_embedded_ahead_once(retriever, monkeyp
     monkeypatch.setattr(retriever.store.embeddings, "embed_documents", lambda texts: embedded.extend(texts) or original(texts))
     chain = chain_with(retriever, None)
     chain.embed_sentences()
-    assert {s.text for c in retriever.chunks for s in c.spans} == set(embedded)
+    assert {s.text for c in retriever.chunks for s in c.spans} <= set(embedded)
+    assert {"Piloten", "Lipezk"} <= set(embedded)  # and its words, for the word bridge
     saved = list((retriever.store.settings.home / "sentence-vectors").glob("*.npy"))
     assert len(saved) == 1
     embedded.clear()
