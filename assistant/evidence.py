@@ -261,6 +261,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     False
     >>> fits_type(analyse("Wie viele Soldaten waren dort?"), ["Etwa 1200 Soldaten waren dort."])
     True
+    >>> fits_type(analyse("Wie alt war er damals?"), ["Er suchte in den 1920er Jahren Partner."])
+    False
     >>> day = analyse("An welchem Tag endete sie?")
     >>> fits_type(day, ["Sie bestand von 1924 bis 1933."]), fits_type(day, ["Sie endete am 3. Mai 1933."])
     (False, True)
@@ -468,10 +470,11 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
 
 # "How many years …" and "how long …": a difference of two years the text gives, computed here.
 _YEAR = re.compile(rf"\b({_YEAR_DIGITS})\b")
-# A year where the text uses it as a date: after a word of time or a dash, or opening a sentence.
+# A year where the text uses it as a date: after a word of time or a dash, or opening a sentence;
+# and a decade ("in den 1920er Jahren", "the 1920s") wherever it stands.
 _YEAR_AS_DATE = re.compile(
     r"(?:\b(?:im|in|seit|bis|von|vom|ab|vor|nach|um|jahr\w*|since|until|till|from|to|between|by|und|and)\s+"
-    rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b",
+    rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b|\b(?:{_YEAR_DIGITS})(?:er|s)\b",
     re.IGNORECASE,
 )
 _YEAR_RANGE = re.compile(rf"\b({_YEAR_DIGITS})\s*(?:bis|to|until|till|–|-)\s*({_YEAR_DIGITS})\b")
