@@ -393,8 +393,11 @@ class AnswerChain:
             return
         strong = coverage(asked, evidence.texts) >= self.settings.min_coverage_over_model
         unfamiliar = self._unfamiliar(asked, lang)
-        # Unfamiliar words and weak evidence together: no quote can answer this.
-        doubtful = not strong and unfamiliar
+        # Unfamiliar words and weak evidence together: no quote can answer this. Evidence close to
+        # the question in meaning says it in the text's own words ("Gefängnis": "Haftstrafe"),
+        # unless a person or place is asked for: closeness does not show the sentence names them.
+        close = evidence.score >= self.settings.min_close_evidence and not asked.entity
+        doubtful = not strong and unfamiliar and not close
         # A source question is answered by the evidence and the Einzelnachweis behind it: the model's
         # phrasing of the claim is not what was asked (and its "not in the text" refused such
         # questions whose book details only the references hold).

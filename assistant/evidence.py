@@ -57,6 +57,7 @@ _VERBISH = set(
     viele viel hoch alt lange oft was were is are did does do has had""".split()
 )
 _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
+_ENTITY_WORDS = {"wer", "wen", "wem", "wessen", "wo", "who", "whom", "whose", "where"}
 # Words that open a question framed as a request ("Kannst du mir sagen, wo …?", "I'd like to know
 # which …"): with a question word after them, the question is that one, not a yes/no question.
 _FRAMES = set(
@@ -134,6 +135,7 @@ class Asked:
     negated: bool
     day: bool = False  # the date asked for is a day ("an welchem Tag", "exact date"), not a year
     overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
+    entity: bool = False  # a person or a place is asked for ("Wer …", "Wo …"), a slot a sentence fills or not
 
 
 def analyse(question: str) -> Asked:
@@ -159,6 +161,8 @@ def analyse(question: str) -> Asked:
     [True, True, False]
     >>> analyse("According to the article, when was it signed?").overview
     False
+    >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
+    [True, True, False, True]
     """
     words = re.findall(r"[\wÄÖÜäöüß]+", question.lower())
     while words and words[0] in _CONJUNCTIONS:
@@ -185,6 +189,7 @@ def analyse(question: str) -> Asked:
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
+        entity=bool(first_w and not yes_no and first_w.group().lower() in _ENTITY_WORDS),
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
     )
 

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     min_coverage_over_model: float = Field(
         0.75, description="when the model says the text does not answer, quote anyway if the evidence holds this share of the question's words (set on the dev split)", json_schema_extra=THRESHOLD
     )
+    min_close_evidence: float = Field(0.55, description="evidence scoring this or more (cosine plus word share) answers a question despite a noun the text never uses: it says the same in its own words (dev split: such answerable questions 0.58-0.72, look-alikes 0.45-0.57 but one)", json_schema_extra=THRESHOLD)
     min_nearby: float = Field(0.45, description="a refusal shows the nearest sentences when they score at least this (set by reading dev refusals)", json_schema_extra=THRESHOLD)
     support_min_lexical: float = Field(0.6, description="share of a claim's content words its sources must hold to support it (hand-made claim/source pairs, tests/test_citations.py)", json_schema_extra=THRESHOLD)
     bridge_min_similarity: float = Field(0.6, description="a question word the corpus never uses is searched as the corpus word nearest in meaning at this cosine or more (dev split: the same answers from 0.45 to 0.6; translations such as Sweden/Schweden, offers/Angebote score 0.7-0.97, unrelated nearest words 0.5-0.6)", json_schema_extra=THRESHOLD)

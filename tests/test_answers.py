@@ -99,6 +99,10 @@ SECOND_DOCUMENT = [
     ("Was geschah im Jahr 1908 mit der Bibliothek?", ["übernahm die Stadt", "Zollhaus"], False),
     ("Wie viele Bücher besaß die Bibliothek im Jahr 1908?", [], True),
     ("Wer war damals Bürgermeister von Neuheim?", [], True),
+    # A noun the text never uses ("Gemeinderat") with evidence close in meaning: answered in the
+    # text's own words; asked for a person the text does not name, still refused.
+    ("Aus welchem Grund scheute der Gemeinderat die Übernahme der Lesehalle?", ["Kosten"], False),
+    ("Wer war der Chauffeur der Fahrbücherei?", [], True),
 ]
 
 
