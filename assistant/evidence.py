@@ -136,6 +136,7 @@ class Asked:
     day: bool = False  # the date asked for is a day ("an welchem Tag", "exact date"), not a year
     overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
     entity: bool = False  # a person or a place is asked for ("Wer …", "Wo …"), a slot a sentence fills or not
+    parts: bool = False  # two questions in one ("Wer war dafür, und wie reagierte …?")
 
 
 def analyse(question: str) -> Asked:
@@ -190,6 +191,7 @@ def analyse(question: str) -> Asked:
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
         entity=bool(first_w and not yes_no and first_w.group().lower() in _ENTITY_WORDS),
+        parts=bool(two_part),
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
     )
 
@@ -437,9 +439,10 @@ def select_evidence(
     # ("Der Berliner Vertrag …" — "Beide Staaten sagten sich darin … zu").
     after = sentences.neighbour(chunk, span, 1)
     # Asked what the text says about something, the sentence that goes on about it belongs too.
-    if after and (missing or asked.overview) and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
+    # So does the one that goes on from it when the question asks two things ("…, und wie reagierte …?").
+    if after and (missing or asked.overview or asked.parts) and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
-        if (gained or asked.overview) and after not in chosen:
+        if (gained or asked.overview or asked.parts) and after not in chosen:
             chosen.append(after)
             missing -= gained
     for score, c, s in ranked[1:]:

@@ -64,6 +64,11 @@ def test_a_reason_brings_the_sentence_it_leans_on(article):
     assert "Locarno" in answer.answer and "Deswegen" in answer.answer
 
 
+def test_a_two_part_question_gets_the_sentence_that_goes_on(article):
+    answer = ask(article, "Wer war für die sowjetischen Angebote, und wie verhielt sich daraufhin das Auswärtige Amt?")
+    assert "Reichswehrministerium" in answer.answer and "gering zu halten" in answer.answer, answer.answer
+
+
 def test_a_list_continued_with_ausserdem_is_kept_whole(article):
     answer = ask(article, "Welche Angebote machten die Sowjets im März 1926?")
     assert "Rüstungsindustrie" in answer.answer and "Außerdem boten sie" in answer.answer
