@@ -277,6 +277,7 @@ class AnswerChain:
         self._sentence_index: Sentences | None = None
         self._words: Vocabulary | None = None
         self._word_list: list[str] | None = None
+        self._word_vectors: np.ndarray | None = None
 
     # -- the static prefix --------------------------------------------------------------------
     def _layout(self) -> tuple[dict[int, Chunk], str, bool]:
@@ -461,8 +462,8 @@ class AnswerChain:
 
         Evidence is chosen among the retrieved passages' sentences; embedding them when a question
         first meets them delayed the sources by 0.4-1.9 s in a conversation (~13 sentences/s on 2
-        cores). The corpus's words are embedded with them, for :meth:`_bridged`. The vectors are kept in ``<home>/sentence-vectors``, named by the embedder and the
-        sentences, so a restart loads them (milliseconds) instead of embedding them again (~3 s
+        cores). The corpus's words are embedded with them, for :meth:`_bridged`. The vectors are
+        kept in ``<home>/sentence-vectors``, named by the embedder and the sentences, so a restart loads them (milliseconds) instead of embedding them again (~3 s
         here); a file that does not load is embedded again and replaced. A larger corpus embeds
         its sentences as questions reach them; both keep them in memory.
         """
@@ -577,7 +578,9 @@ class AnswerChain:
         if not words or not unknown:
             return []
         embeddings = self.retriever.store.embeddings
-        similarity = np.asarray(embeddings.embed_documents(unknown)) @ np.asarray(embeddings.embed_documents(words)).T
+        if self._word_vectors is None:  # once: the embedder keeps them, but hands them out as lists
+            self._word_vectors = np.asarray(embeddings.embed_documents(words))
+        similarity = np.asarray(embeddings.embed_documents(unknown)) @ self._word_vectors.T
         return [words[int(row.argmax())] for row in similarity if row.max() >= self.settings.bridge_min_similarity]
 
     def _grounded(self, asked: Asked, evidence: Evidence) -> bool:
