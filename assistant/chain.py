@@ -465,12 +465,13 @@ class AnswerChain:
         Evidence is chosen among the retrieved passages' sentences; embedding them when a question
         first meets them delayed the sources by 0.4-1.9 s in a conversation (~13 sentences/s on 2
         cores). The corpus's words are embedded with them, for :meth:`_bridged`. The vectors are
-        kept in ``<home>/sentence-vectors``, named by the embedder and the sentences, so a restart loads them (milliseconds) instead of embedding them again (~3 s
-        here); a file that does not load is embedded again and replaced. A larger corpus embeds
-        its sentences as questions reach them; both keep them in memory.
+        kept in ``<home>/sentence-vectors``, named by the embedder and the sentences, so a restart
+        loads them (milliseconds) instead of embedding them again (~3 s here); a file that does not
+        load is embedded again and replaced. A larger corpus embeds its sentences as questions
+        reach them; both keep them in memory.
         """
-        spans = list(dict.fromkeys(s.text for c in self.retriever.chunks for s in c.spans))
-        if len(spans) > WARM_SENTENCES:
+        spans = self._warm_sentences()
+        if not spans:
             return
         spans += self._corpus_words()  # for the word bridge (`_bridged`)
         store = self.retriever.store
@@ -561,12 +562,18 @@ class AnswerChain:
             self._language = detect_language(" ".join(c.text for c in self.retriever.chunks[:20]))
         return self._language
 
+    def _warm_sentences(self) -> list[str]:
+        """The corpus's sentences, once each, when they are few enough to embed at start-up
+        (``WARM_SENTENCES``); none for a larger corpus."""
+        spans = list(dict.fromkeys(s.text for c in self.retriever.chunks for s in c.spans))
+        return spans if len(spans) <= WARM_SENTENCES else []
+
     def _corpus_words(self) -> list[str]:
         """The corpus's content words as written, once each; none for a corpus too large to embed
         its sentences at start-up."""
         if self._word_list is None:
             chunks = self.retriever.chunks
-            small = sum(len(c.spans) for c in chunks) <= WARM_SENTENCES
+            small = bool(self._warm_sentences())
             self._word_list = sorted({w for c in chunks for w in _WORD.findall(c.text) if tokenize(w)}) if small else []
         return self._word_list
 
