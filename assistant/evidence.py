@@ -57,6 +57,8 @@ _VERBISH = set(
     viele viel hoch alt lange oft was were is are did does do has had""".split()
 )
 _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
+# English "Was the …?" opens a yes/no question; German "Was" (what) is never followed by these words.
+_ENGLISH_WAS = re.compile(r"\W*was\s+(?:the|a|an|there|it|he|she|this|that|these|those|his|her|their|its)\b", re.IGNORECASE)
 _ENTITY_WORDS = {"wer", "wen", "wem", "wessen", "wo", "who", "whom", "whose", "where"}
 # Words that open a question framed as a request ("Kannst du mir sagen, wo …?", "I'd like to know
 # which …"): with a question word after them, the question is that one, not a yes/no question.
@@ -160,6 +162,8 @@ def analyse(question: str) -> Asked:
     >>> [analyse(q).yes_no for q in ["Could Germany, which was disarmed, train pilots?",
     ...     "Before 1926, did the Reichswehr train pilots?", "Before the treaty, which country was considered?"]]
     [True, True, False]
+    >>> analyse("Was the treaty signed in 1926?").yes_no, analyse("Was regelte der Vertrag?").yes_no
+    (True, False)
     >>> analyse("According to the article, when was it signed?").overview
     False
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
@@ -169,11 +173,14 @@ def analyse(question: str) -> Asked:
     while words and words[0] in _CONJUNCTIONS:
         words = words[1:]
     first = words[0] if words else ""
+    english_was = _ENGLISH_WAS.match(question)
+    if english_was:
+        first = "was?"  # the verb, not the question word
     if first in _OPENERS and "," in question:  # "Before 1926, did …?": the question starts after the phrase
         after = re.findall(r"[\wÄÖÜäöüß]+", question.split(",", 1)[1].lower())
         first = after[0] if after else first
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
-    first_w = re.search(rf"\b(?:{W_ALTERNATION})\b", question, re.IGNORECASE)
+    first_w = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE).search(question, english_was.end() if english_was else 0)
     yes_no = (
         bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
         and not (first in _FRAMES and _FRAMED.search(question))
