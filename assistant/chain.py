@@ -24,7 +24,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from . import AssistantError
 from .chunking import Chunk
-from .citations import Footnote, Support, Verified, embedding_similarity, render, verify
+from .citations import Footnote, Support, Verified, embedding_similarity, parse_markers, render, verify
 from .evidence import (
     W_ALTERNATION,
     W_WORDS,
@@ -385,7 +385,9 @@ class AnswerChain:
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
-        ranked, evidence = self._choose(question, asked, chunks, quick, context=rewritten, words=bridge)
+        # A follow-up's "ihm", "dort" point at what the previous answer named: it joins the topic.
+        topic = f"{rewritten} {parse_markers(history[-1][1])[0]}" if rewritten != question else rewritten
+        ranked, evidence = self._choose(question, asked, chunks, quick, context=topic, words=bridge)
         evidence, span = with_years(question, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
@@ -607,6 +609,16 @@ class AnswerChain:
         that the text does not answer (weighed with the model's own judgement)."""
         return lang == "de" and bool(unknown_terms(asked.text, self._vocabulary()))
 
+    def _invents(self, claim: str, asked: Asked, reply: str) -> bool:
+        """A claim in the text's own language that uses a word neither the text nor the question
+        ever uses: a name or a fact from elsewhere ("… fand in <a town the text never names>
+        statt"), which the share of its other words found would let pass."""
+        if reply != self._corpus_language():
+            return False
+        vocabulary = self._vocabulary()
+        new = [t for t in tokenize(claim) if len(t) >= vocabulary.MIN and not _said(t, set(asked.tokens))]
+        return any(not vocabulary.knows(t) for t in new)
+
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
     ) -> tuple[str, list[Footnote], bool]:
@@ -621,7 +633,8 @@ class AnswerChain:
         rest = _VERDICT_OPENING.sub("", draft)
         verified = verify(
             rest[:1].upper() + rest[1:], numbering, chunks, support,
-            keep=lambda claim: informative(claim, asked, set(numbering)), evidence=evidence.items,
+            keep=lambda claim: informative(claim, asked, set(numbering)) and not self._invents(claim, asked, reply),
+            evidence=evidence.items,
             given=asked.tokens,
         )
         # A fragment ("Hans von Seeckt.") answers only if the text around it is about what is asked:

@@ -72,6 +72,15 @@ def test_bad_citation_is_repaired_and_invention_removed(retriever):
     assert "Guardian" in answer.footnotes[0].sentence
 
 
+def test_a_claim_that_names_what_the_text_never_does_is_dropped(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "Weltbühne-Prozess")
+    # Every other word is in the text (two of its sentences together): the town is not.
+    chain.model = streaming(f"Der Weltbühne-Prozess fand in Stuttgart statt [{n}].")
+    answer = chain.invoke("In welcher Stadt fand der Weltbühne-Prozess statt?")
+    assert "Stuttgart" not in answer.answer
+
+
 def test_model_refusal_on_weak_evidence_is_a_refusal_that_shows_what_the_text_says(retriever):
     chain = chain_with(retriever, FakeListChatModel(responses=["NICHT IM TEXT"]))
     answer = chain.invoke("Welche Rolle spielte Kama?")
@@ -139,6 +148,13 @@ def test_follow_up_is_searched_and_answered_with_the_question_before_it(retrieve
                                          "(zur vorherigen Frage: Welche Zeitschrift veröffentlichte 1929 einen Artikel?)")
     assert any("Ossietzky" in r["text"] for r in answer.retrieved)
     assert model.i == 1  # one model call: the answer, no rewrite before it
+
+
+def test_a_follow_up_about_him_takes_evidence_about_whom_the_previous_answer_named(retriever):
+    chain = chain_with(retriever, FakeListChatModel(responses=["NICHT IM TEXT"]))
+    history = [("Wer schrieb 1929 den Artikel in der Weltbühne?", "Der Autor war Walter Kreiser [1].")]
+    answer = chain.invoke("Und was geschah danach mit ihm?", history)
+    assert "Frankreich" in answer.answer
 
 
 def test_no_rewrite_without_history(retriever):
