@@ -547,7 +547,9 @@ class AnswerChain:
         weight = self.settings.sentence_lexical_weight
         context = context if context != focus else ""
         ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words)
-        return ranked, select_evidence(asked, ranked, self._sentences(), self.settings.second_fact_margin)
+        return ranked, select_evidence(
+            asked, ranked, self._sentences(), self.settings.second_fact_margin, self.settings.tie_margin,
+        )
 
     def _sentences(self) -> Sentences:
         if self._sentence_index is None:
@@ -644,6 +646,7 @@ class AnswerChain:
             (claim, found) for claim, found in verified
             if (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
+            and not (asked.yes_no and reply == self._corpus_language() and _premise_only(claim, asked, found))
         ]
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
         copy = [_near_copy(claim, found, self.settings.near_copy_share) for claim, found in checked]
@@ -716,6 +719,25 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settin
         return False
     source = set(tokenize(found[0][1].text))
     return sum(_said(w, source) for w in words) / len(words) >= share
+
+
+def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]]) -> bool:
+    """A yes/no question given back as a statement ("Ja, X war gegen Y.") whose words no one source
+    sentence holds together: pieced from two sentences, it asserts the question's premise, which
+    neither says. An echo passes only when one sentence holds all of it.
+
+    >>> from assistant.chunking import Span
+    >>> asked = analyse("Waren das Ministerium und die Abteilung gegen die Angebote von 1926?")
+    >>> found = [(None, Span("Das Ministerium und die Abteilung waren dafür.", 0, 46)),
+    ...          (None, Span("Im März 1926 kamen die Angebote.", 47, 80))]
+    >>> _premise_only("Das Ministerium und die Abteilung gegen die Angebote von 1926.", asked, found)
+    True
+    >>> _premise_only("Das Ministerium und die Abteilung waren dafür.", asked, found)
+    False
+    """
+    if informative(claim, replace(asked, yes_no=False), set()):
+        return False
+    return not any(all(_said(t, set(tokenize(s.text))) for t in tokenize(claim)) for _, s in found)
 
 
 def _said(token: str, said: set[str]) -> bool:

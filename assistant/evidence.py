@@ -415,7 +415,8 @@ class Sentences:
 
 
 def select_evidence(
-    asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences, margin: float = 0.15
+    asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences, margin: float = 0.15,
+    tie: float = 0.0,
 ) -> Evidence:
     """The best sentence, the neighbours it leans on, and a second fact the question also names.
 
@@ -424,6 +425,9 @@ def select_evidence(
         ranked: sentences of the retrieved passages, best first (``rank_sentences``).
         sentences: the corpus in reading order, for neighbours outside the retrieved passages.
         margin: how far below the best a second, complementary sentence may score.
+        tie: a sentence this close to the best is taken even if it adds none of the question's
+            words: nearly as good a match, it may be the one that answers (an English question
+            matched across languages), or the rest of a list.
     """
     if not ranked:
         return Evidence((), 0.0)
@@ -461,6 +465,8 @@ def select_evidence(
         if gained:
             chosen.append((c, s))
             missing -= gained
+    # Then a sentence nearly as close as the best, where room is left.
+    chosen += [(c, s) for score, c, s in ranked[1:] if score >= best_score - tie and (c, s) not in chosen]
     chosen = chosen[:MAX_EVIDENCE]
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)

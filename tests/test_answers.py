@@ -42,6 +42,28 @@ def test_an_echo_of_the_question_is_not_an_answer(article):
     assert "Deutschland" in answer.answer and "wurde beendet" not in answer.answer and not answer.refused
 
 
+def test_a_yes_no_echo_pieced_from_two_sentences_gives_no_verdict(article):
+    # "waren dafür" in one sentence, "Angebote … 1926" in another: the echo's "gegen" is in neither.
+    answer = ask(article, "Waren das Reichswehrministerium und die Ostabteilung gegen die sowjetischen Angebote von 1926?",
+                 "Ja, das Reichswehrministerium und die Ostabteilung gegen die sowjetischen Angebote von 1926.")
+    assert not answer.answer.startswith("Ja") and "gegen die sowjetischen Angebote" not in answer.answer, answer.answer
+
+
+def test_a_sentence_nearly_as_close_as_the_best_joins_the_evidence():
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    text = "Zuerst dachte man an Schweden. Es kam anders. Dann kam der Vertrag."
+    spans = [Span(t, text.index(t), text.index(t) + len(t)) for t in
+             ["Zuerst dachte man an Schweden.", "Es kam anders.", "Dann kam der Vertrag."]]
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), tuple(spans), (), {}, "")
+    ranked = [(0.80, chunk, spans[2]), (0.75, chunk, spans[0]), (0.40, chunk, spans[1])]
+    asked = analyse("Which country came first?")  # English: no word of it in the German sentences
+    chosen = select_evidence(asked, ranked, Sentences([chunk]), tie=0.1).texts
+    assert chosen == ["Zuerst dachte man an Schweden.", "Dann kam der Vertrag."]
+    assert select_evidence(asked, ranked, Sentences([chunk]), tie=0.0).texts == ["Dann kam der Vertrag."]
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
