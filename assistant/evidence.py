@@ -59,6 +59,11 @@ _VERBISH = set(
 _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
 # English "Was the …?" opens a yes/no question; German "Was" (what) is never followed by these words.
 _ENGLISH_WAS = re.compile(r"\W*was\s+(?:the|a|an|there|it|he|she|this|that|these|those|his|her|their|its)\b", re.IGNORECASE)
+# Question words that ask for a reason, a way or a consequence: the sentence that goes on from the
+# best one ("Um dies zu umgehen …", "Deswegen …") often gives it.
+_REASON_WORDS = {"warum", "wieso", "weshalb", "wodurch", "womit", "wie", "why", "how"}
+_NAME_ASKED = re.compile(r"(?:wie|how)\s+(?:hie(?:ß|ss)\w*|hei(?:ß|ss)\w*|lautet\w*|nannte\w*|nennt\w*|is\s+\w+\s+called|was\s+\w+\s+called)\b", re.IGNORECASE)
+_CONSEQUENCE = re.compile(r"\b(?:folgte|folgten|geschah|passierte|happened|followed|result\w*|folge\w*|consequen\w*)\b", re.IGNORECASE)
 _ENTITY_WORDS = {"wer", "wen", "wem", "wessen", "wo", "who", "whom", "whose", "where"}
 # Words that open a question framed as a request ("Kannst du mir sagen, wo …?", "I'd like to know
 # which …"): with a question word after them, the question is that one, not a yes/no question.
@@ -139,6 +144,7 @@ class Asked:
     overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
     entity: bool = False  # a person or a place is asked for ("Wer …", "Wo …"), a slot a sentence fills or not
     parts: bool = False  # two questions in one ("Wer war dafür, und wie reagierte …?")
+    reason: bool = False  # a reason, a way or a consequence ("Warum …", "Wie reagierte …", "Was folgte daraus …")
 
 
 def analyse(question: str) -> Asked:
@@ -166,6 +172,8 @@ def analyse(question: str) -> Asked:
     (True, False)
     >>> analyse("According to the article, when was it signed?").overview
     False
+    >>> [analyse(q).reason for q in ["Wie reagierte er?", "Wie hieß er?", "Was folgte daraus?", "Was regelte er?"]]
+    [True, False, True, False]
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
     [True, True, False, True]
     """
@@ -189,6 +197,12 @@ def analyse(question: str) -> Asked:
     two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b", question, re.IGNORECASE)
     two_part = two_part if two_part and first_w and two_part.start() > first_w.start() else None
     asked_part = question[first_w.start():] if first_w and not two_part else ""
+    # "Wie viele", "how long", "wie hieß" ask for a value or a name; "was", "what" ask for a
+    # consequence only with a verb that says so ("Was folgte daraus …").
+    w = first_w.group().lower() if first_w else ""
+    value = _EXPECTS_NUMBER.match(question, first_w.start()) or _EXPECTS_DATE.match(question, first_w.start()) if first_w else None
+    reason = (w in _REASON_WORDS and not value and not _NAME_ASKED.match(question, first_w.start())) or (
+        w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
         tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", _ACCORDING_TO.sub(" ", question)))) - _W_TOKENS,
@@ -199,6 +213,7 @@ def analyse(question: str) -> Asked:
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
         entity=bool(first_w and not yes_no and first_w.group().lower() in _ENTITY_WORDS),
         parts=bool(two_part),
+        reason=reason and not yes_no,
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
     )
 
@@ -450,10 +465,11 @@ def select_evidence(
     # ("Der Berliner Vertrag …" — "Beide Staaten sagten sich darin … zu").
     after = sentences.neighbour(chunk, span, 1)
     # Asked what the text says about something, the sentence that goes on about it belongs too.
-    # So does the one that goes on from it when the question asks two things ("…, und wie reagierte …?").
-    if after and (missing or asked.overview or asked.parts) and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
+    # So does the one that goes on from it when the question asks two things ("…, und wie reagierte …?"),
+    # or asks why, how, or what followed: the best sentence matches the question's premise.
+    if after and (missing or asked.overview or asked.parts or asked.reason) and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
-        if (gained or asked.overview or asked.parts) and after not in chosen:
+        if (gained or asked.overview or asked.parts or asked.reason) and after not in chosen:
             chosen.append(after)
             missing -= gained
     for score, c, s in ranked[1:]:
