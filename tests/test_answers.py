@@ -64,6 +64,19 @@ def test_a_sentence_nearly_as_close_as_the_best_joins_the_evidence():
     assert select_evidence(asked, ranked, Sentences([chunk]), tie=0.0).texts == ["Dann kam der Vertrag."]
 
 
+def test_what_followed_takes_the_sentence_that_goes_on():
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    text = "Der Minister hatte Bedenken. Deswegen blieb die Hilfe klein."
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in ["Der Minister hatte Bedenken.", "Deswegen blieb die Hilfe klein."])
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[0]), (0.3, chunk, spans[1])]
+    texts = [select_evidence(analyse(q), ranked, Sentences([chunk])).texts for q in
+             ["Was folgte daraus, dass der Minister Bedenken hatte?", "Wer hatte Bedenken?"]]
+    assert texts == [[s.text for s in spans], [spans[0].text]]
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
