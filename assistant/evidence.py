@@ -39,7 +39,8 @@ _OPENERS = set(
 # Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
 _ABOUT_THE_TEXT = set(
     """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
-    beleg belege quelle quellen frage antwort statement claim source passage sentence""".split()
+    beleg belege quelle quellen frage antwort einleitung absatz kapitel statement claim source passage sentence
+    introduction paragraph chapter section""".split()
 )
 # "Laut dem Artikel …", "according to the text …": the document named as the source, not a topic.
 _ACCORDING_TO = re.compile(r"\b(?:laut|gemäß|according\s+to)\s+(?:dem\s+|the\s+)?(?:artikel|text|article)\b", re.IGNORECASE)
