@@ -121,8 +121,9 @@ _LEANS_BACK = re.compile(
     r"|his|her|their|both)\b"
     r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
 )
-# Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …").
-_REFERS_BACK = re.compile(r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|there|therein)\b", re.IGNORECASE)
+# Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …",
+# "Erkenntnisse aus diesen Projekten …").
+_REFERS_BACK = re.compile(r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|diese[nmrs]?|there|therein|these|those)\b", re.IGNORECASE)
 # A sentence that continues the one before it (a list, an addition).
 _CONTINUES = re.compile(
     r"^(?:außerdem|zudem|ferner|darüber hinaus|weiterhin|ebenso|auch|moreover|furthermore|in addition|additionally|also)\b",
@@ -467,8 +468,11 @@ def select_evidence(
     after = sentences.neighbour(chunk, span, 1)
     # Asked what the text says about something, the sentence that goes on about it belongs too.
     # So does the one that goes on from it when the question asks two things ("…, und wie reagierte …?"),
-    # or asks why, how, or what followed: the best sentence matches the question's premise.
-    if after and (missing or asked.overview or asked.parts or asked.reason) and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text)):
+    # or asks why, how, or what followed: the best sentence matches the question's premise, and the
+    # reason follows it, or follows a paragraph's opening claim ("… war ein offenes Geheimnis.").
+    opens = asked.reason and sentences.neighbour(chunk, span, -1) is None
+    goes_on = after and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text) or opens)
+    if goes_on and (missing or asked.overview or asked.parts or asked.reason):
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
         if (gained or asked.overview or asked.parts or asked.reason) and after not in chosen:
             chosen.append(after)

@@ -77,6 +77,22 @@ def test_what_followed_takes_the_sentence_that_goes_on():
     assert texts == [[s.text for s in spans], [spans[0].text]]
 
 
+@pytest.mark.parametrize("sentences", [
+    ["Die Sache war ein offenes Geheimnis.", "Eine Zeitung schrieb 1929 darüber."],  # the paragraph's opening claim
+    ["Es gab Versuche.", "Zwei Projekte sind nennenswert.", "Erkenntnisse aus diesen Projekten wurden genutzt."],
+])
+def test_why_takes_the_sentence_after_an_opening_claim_or_one_that_refers_back(sentences):
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[-2]), *((0.2, chunk, s) for s in spans if s != spans[-2])]
+    evidence = select_evidence(analyse(f"Warum gilt: {sentences[-2]}?"), ranked, Sentences([chunk]))
+    assert evidence.texts == sentences[-2:]
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
