@@ -26,6 +26,8 @@ from . import AssistantError
 from .chunking import Chunk
 from .citations import Footnote, Support, Verified, embedding_similarity, parse_markers, render, verify
 from .evidence import (
+    ABOUT_THE_TEXT,
+    ACCORDING_TO,
     W_ALTERNATION,
     W_WORDS,
     Asked,
@@ -539,9 +541,10 @@ class AnswerChain:
         """The passages' sentences ranked against ``focus`` (and ``words``, by their share only), and
         the evidence chosen from them.
 
-        A follow-up's ``context`` (what was searched: the follow-up with the question before it,
-        whose embedding the search has made already) weighs in at ``followup_context_weight``: the
-        follow-up itself leads ("und wann?" asks for a new fact), the topic before it narrows.
+        A follow-up's ``context`` (what was searched, the follow-up with the question before it,
+        and the previous answer, whose people and places its "ihm", "dort" point at: one more
+        query embedding per follow-up) weighs in at ``followup_context_weight``: the follow-up
+        itself leads ("und wann?" asks for a new fact), the topic before it narrows.
         """
         embeddings = None if quick else self.retriever.store.embeddings
         weight = self.settings.sentence_lexical_weight
@@ -614,12 +617,14 @@ class AnswerChain:
     def _invents(self, claim: str, asked: Asked, reply: str) -> bool:
         """A claim in the text's own language that uses a word neither the text nor the question
         ever uses: a name or a fact from elsewhere ("… fand in <a town the text never names>
-        statt"), which the share of its other words found would let pass."""
+        statt"), or a verb the model made up, which the share of its other words found would let
+        pass. Words for the text itself ("laut dem Artikel") are no such fact."""
         if reply != self._corpus_language():
             return False
         vocabulary = self._vocabulary()
-        new = [t for t in tokenize(claim) if len(t) >= vocabulary.MIN and not _said(t, set(asked.tokens))]
-        return any(not vocabulary.knows(t) for t in new)
+        about = {t for w in ABOUT_THE_TEXT for t in tokenize(w)} | set(tokenize(asked.text))
+        words = tokenize(ACCORDING_TO.sub(" ", claim))
+        return any(len(t) >= vocabulary.MIN and not _said(t, about) and not vocabulary.knows(t) for t in words)
 
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
@@ -722,9 +727,10 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settin
 
 
 def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]]) -> bool:
-    """A yes/no question given back as a statement ("Ja, X war gegen Y.") whose words no one source
-    sentence holds together: pieced from two sentences, it asserts the question's premise, which
-    neither says. An echo passes only when one sentence holds all of it.
+    """A yes/no question given back as a statement ("Ja, X … die Angebote von 1926.") whose words
+    no one source sentence holds together: pieced from two sentences, it asserts the question's
+    premise, which neither says. An echo passes only when one sentence holds all of it. (Small
+    words such as "gegen" are not compared: the stance they carry is the verdict's to judge.)
 
     >>> from assistant.chunking import Span
     >>> asked = analyse("Waren das Ministerium und die Abteilung gegen die Angebote von 1926?")

@@ -37,13 +37,13 @@ _OPENERS = set(
     within among following prior apart""".split()
 )
 # Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
-_ABOUT_THE_TEXT = set(
+ABOUT_THE_TEXT = set(
     """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
     beleg belege quelle quellen frage antwort einleitung absatz kapitel statement claim source passage sentence
-    introduction paragraph chapter section""".split()
+    introduction paragraph chapter section artikel article dokument document""".split()
 )
 # "Laut dem Artikel …", "according to the text …": the document named as the source, not a topic.
-_ACCORDING_TO = re.compile(r"\b(?:laut|gemäß|according\s+to)\s+(?:dem\s+|the\s+)?(?:artikel|text|article)\b", re.IGNORECASE)
+ACCORDING_TO = re.compile(r"\b(?:laut|gemäß|according\s+to)\s+(?:dem\s+|the\s+)?(?:artikel|text|article)\b", re.IGNORECASE)
 # "Was berichtet der Artikel über …", "What does the text say about …": the document speaking, and
 # what is asked is all it says about something.
 _DOCUMENT_SPEAKS = re.compile(
@@ -59,7 +59,7 @@ _VERBISH = set(
 )
 _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
 # English "Was the …?" opens a yes/no question; German "Was" (what) is never followed by these words.
-_ENGLISH_WAS = re.compile(r"\W*was\s+(?:the|a|an|there|it|he|she|this|that|these|those|his|her|their|its)\b", re.IGNORECASE)
+_ENGLISH_WAS = re.compile(r"\bwas\s+(?:the|a|there|it|he|she|this|that|these|those|his|her|their|its)\b", re.IGNORECASE)
 # Question words that ask for a reason, a way or a consequence: the sentence that goes on from the
 # best one ("Um dies zu umgehen …", "Deswegen …") often gives it.
 _REASON_WORDS = {"warum", "wieso", "weshalb", "wodurch", "womit", "wie", "why", "how"}
@@ -170,8 +170,8 @@ def analyse(question: str) -> Asked:
     >>> [analyse(q).yes_no for q in ["Could Germany, which was disarmed, train pilots?",
     ...     "Before 1926, did the Reichswehr train pilots?", "Before the treaty, which country was considered?"]]
     [True, True, False]
-    >>> analyse("Was the treaty signed in 1926?").yes_no, analyse("Was regelte der Vertrag?").yes_no
-    (True, False)
+    >>> [analyse(q).yes_no for q in ["Was the treaty signed in 1926?", "And was it signed?", "Was regelte der Vertrag?", "Was an den Vertrag erinnert?"]]
+    [True, True, False, False]
     >>> analyse("According to the article, when was it signed?").overview
     False
     >>> [analyse(q).reason for q in ["Wie reagierte er?", "Wie hieß er?", "Was folgte daraus?", "Was regelte er?"]]
@@ -183,16 +183,15 @@ def analyse(question: str) -> Asked:
     while words and words[0] in _CONJUNCTIONS:
         words = words[1:]
     first = words[0] if words else ""
-    english_was = _ENGLISH_WAS.match(question)
-    if english_was:
-        first = "was?"  # the verb, not the question word
+    # After any conjunction, "was" is the first word; the first "was" in the question is that one.
+    english_was = _ENGLISH_WAS.search(question) if first == "was" else None
     if first in _OPENERS and "," in question:  # "Before 1926, did …?": the question starts after the phrase
         after = re.findall(r"[\wÄÖÜäöüß]+", question.split(",", 1)[1].lower())
         first = after[0] if after else first
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
     first_w = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE).search(question, english_was.end() if english_was else 0)
     yes_no = (
-        bool(first) and question.rstrip().endswith("?") and first not in W_WORDS and first not in _OPENERS
+        bool(first) and question.rstrip().endswith("?") and (bool(english_was) or first not in W_WORDS) and first not in _OPENERS
         and not (first in _FRAMES and _FRAMED.search(question))
     )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
@@ -207,7 +206,7 @@ def analyse(question: str) -> Asked:
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
-        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", _ACCORDING_TO.sub(" ", question)))) - _W_TOKENS,
+        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - _W_TOKENS,
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
@@ -372,7 +371,7 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
                 in_type_phrase = False
             continue
         # Short words are mostly generic ("Amt", "Ende") and their stems unreliable: not evidence.
-        if i == 0 or not word[0].isupper() or len(word) < 5 or low in _ABOUT_THE_TEXT or not tokenize(word):
+        if i == 0 or not word[0].isupper() or len(word) < 5 or low in ABOUT_THE_TEXT or not tokenize(word):
             continue
         if not _known(word, vocabulary):
             found.append(word)
@@ -487,7 +486,7 @@ def select_evidence(
             chosen.append((c, s))
             missing -= gained
     # Then a sentence nearly as close as the best, where room is left.
-    chosen += [(c, s) for score, c, s in ranked[1:] if score >= best_score - tie and (c, s) not in chosen]
+    chosen += [(c, s) for score, c, s in ranked[1:] if tie > 0 and score >= best_score - tie and (c, s) not in chosen]
     chosen = chosen[:MAX_EVIDENCE]
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)

@@ -9,6 +9,7 @@ from langchain_core.messages import AIMessage
 
 from assistant.chain import AnswerChain, BackendFailure, Prompts, detect_language
 from assistant.corpus import read_document
+from assistant.evidence import analyse
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store
 
@@ -79,6 +80,13 @@ def test_a_claim_that_names_what_the_text_never_does_is_dropped(retriever):
     chain.model = streaming(f"Der Weltbühne-Prozess fand in Stuttgart statt [{n}].")
     answer = chain.invoke("In welcher Stadt fand der Weltbühne-Prozess statt?")
     assert "Stuttgart" not in answer.answer
+
+
+def test_words_for_the_text_itself_are_not_taken_for_inventions(retriever):
+    chain = chain_with(retriever, None)
+    asked = analyse("In welcher Stadt fand der Weltbühne-Prozess statt?")
+    assert not chain._invents("Laut dem Artikel fand der Weltbühne-Prozess statt, so der Abschnitt.", asked, "de")
+    assert chain._invents("Der Weltbühne-Prozess fand in Stuttgart statt.", asked, "de")
 
 
 def test_model_refusal_on_weak_evidence_is_a_refusal_that_shows_what_the_text_says(retriever):
