@@ -34,8 +34,11 @@ _OPENERS = set(
     seit zwischen bis ab nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste
     on at from by with for to under since during between name list explain describe tell give
     während laut gemäß trotz wegen außer neben bevor nachdem seitdem before after according besides despite
-    within among following prior apart""".split()
+    within among following prior apart als as""".split()
 )
+# A question that opens with an article names a thing, not a verb: a fragment ("Und der andere?",
+# "And the other one?"), never a yes/no question, which opens with its verb.
+_ARTICLES = {"der", "die", "das", "den", "dem", "des", "ein", "eine", "einen", "einem", "eines", "the", "a", "an"}
 # Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
 ABOUT_THE_TEXT = set(
     """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
@@ -78,7 +81,7 @@ W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
 _FRAMED = re.compile(
     rf"\b(?:me|us|mir|uns|know|wonder|wissen|weiß|weißt|wisst|sagen|sag|erklären|erkläre|verraten|verrate)"
-    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:{W_ALTERNATION})\b",
+    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:\w+\s+)?(?:{W_ALTERNATION})\b",
     re.IGNORECASE,
 )
 _EXPECTS_NUMBER = re.compile(
@@ -170,6 +173,10 @@ def analyse(question: str) -> Asked:
     >>> [analyse(q).yes_no for q in ["Could Germany, which was disarmed, train pilots?",
     ...     "Before 1926, did the Reichswehr train pilots?", "Before the treaty, which country was considered?"]]
     [True, True, False]
+    >>> [analyse(q).yes_no for q in ["Mit wem wollte sie kooperieren, und worauf lief es hinaus?", "Als was galt er?",
+    ...     "Kannst du mir sagen, an welchem Tag er kam?", "Und der andere?", "In which book, and when?",
+    ...     "The text names two treaties. Did either say so?"]]
+    [False, False, False, False, False, True]
     >>> [analyse(q).yes_no for q in ["Was the treaty signed in 1926?", "And was it signed?", "Was regelte der Vertrag?", "Was an den Vertrag erinnert?"]]
     [True, True, False, False]
     >>> analyse("According to the article, when was it signed?").overview
@@ -179,19 +186,22 @@ def analyse(question: str) -> Asked:
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
     [True, True, False, True]
     """
-    words = re.findall(r"[\wÄÖÜäöüß]+", question.lower())
-    while words and words[0] in _CONJUNCTIONS:
-        words = words[1:]
+    words = _words(question)
     first = words[0] if words else ""
+    # Of several sentences ("The text names two treaties. Did either …?"), the last one asks.
+    last = (_words(re.split(r"(?<=[.!:])\s+", question.strip())[-1]) or [""])[0]
     # After any conjunction, "was" is the first word; the first "was" in the question is that one.
     english_was = _ENGLISH_WAS.search(question) if first == "was" else None
-    if first in _OPENERS and "," in question:  # "Before 1926, did …?": the question starts after the phrase
+    if first in _OPENERS and len(words) > 1 and words[1] in W_WORDS:  # "Mit wem …", "In which …"
+        first = words[1]
+    elif first in _OPENERS and "," in question:  # "Before 1926, did …?": the question starts after the phrase
         after = re.findall(r"[\wÄÖÜäöüß]+", question.split(",", 1)[1].lower())
         first = after[0] if after else first
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
     first_w = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE).search(question, english_was.end() if english_was else 0)
     yes_no = (
         bool(first) and question.rstrip().endswith("?") and (bool(english_was) or first not in W_WORDS) and first not in _OPENERS
+        and last not in _ARTICLES
         and not (first in _FRAMES and _FRAMED.search(question))
     )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
@@ -217,6 +227,14 @@ def analyse(question: str) -> Asked:
         reason=reason and not yes_no,
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
     )
+
+
+def _words(text: str) -> list[str]:
+    """The words after any opening conjunction ("Und …", "And …"), lower-cased."""
+    words = re.findall(r"[\wÄÖÜäöüß]+", text.lower())
+    while words and words[0] in _CONJUNCTIONS:
+        words = words[1:]
+    return words
 
 
 # Words that point back into a conversation: a question holding one needs its history.
