@@ -38,6 +38,7 @@ from .evidence import (
     coverage,
     fits_type,
     informative,
+    negated,
     select_evidence,
     stands_alone,
     unknown_terms,
@@ -49,6 +50,7 @@ from .retrieval import HybridRetriever, rank_sentences, validate_query
 from .settings import PROMPTS_DIR, Settings
 
 REFUSAL_MARK = "NICHT IM TEXT"
+_ABOUT_THE_TEXT_TOKENS = frozenset(t for w in ABOUT_THE_TEXT for t in tokenize(w))
 WARM_SENTENCES = 200  # ~15 s of embedding at start-up on 2 cores, at most
 _WORD = re.compile(r"[^\W\d_]{3,}")
 WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
@@ -380,7 +382,7 @@ class AnswerChain:
         chunks = [self.retriever.chunk(d.id) for d in docs]
         # Evidence must match what is asked now: a follow-up's sentences are ranked by the follow-up
         # itself, not by the searched text that carries the question before it.
-        asked = analyse(question)
+        asked = analyse(question, lang)
         # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
         # ones the passage must hold.
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
@@ -622,7 +624,7 @@ class AnswerChain:
         if reply != self._corpus_language():
             return False
         vocabulary = self._vocabulary()
-        about = {t for w in ABOUT_THE_TEXT for t in tokenize(w)} | set(tokenize(asked.text))
+        about = _ABOUT_THE_TEXT_TOKENS | set(tokenize(asked.text))
         words = tokenize(ACCORDING_TO.sub(" ", claim))
         return any(len(t) >= vocabulary.MIN and not _said(t, about) and not vocabulary.knows(t) for t in words)
 
@@ -651,7 +653,7 @@ class AnswerChain:
             (claim, found) for claim, found in verified
             if (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
-            and not (asked.yes_no and reply == self._corpus_language() and _premise_only(claim, asked, found))
+            and not (asked.yes_no and _premise_only(claim, asked, found, across=reply != self._corpus_language()))
         ]
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
         copy = [_near_copy(claim, found, self.settings.near_copy_share) for claim, found in checked]
@@ -726,7 +728,7 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settin
     return sum(_said(w, source) for w in words) / len(words) >= share
 
 
-def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]]) -> bool:
+def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]], across: bool = False) -> bool:
     """A yes/no question given back as a statement ("Ja, X … die Angebote von 1926.") whose words
     no one source sentence holds together: pieced from two sentences, it asserts the question's
     premise, which neither says. An echo passes only when one sentence holds all of it. (Small
@@ -740,9 +742,15 @@ def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]]) -> b
     True
     >>> _premise_only("Das Ministerium und die Abteilung waren dafür.", asked, found)
     False
+    >>> english = analyse("Was Kreiser the one who was sentenced?", "en")
+    >>> [_premise_only(c, english, found, across=True) for c in ["Kreiser was the one who was sentenced.",
+    ...     "Kreiser was not the one who was sentenced."]]
+    [True, False]
     """
     if informative(claim, replace(asked, yes_no=False), set()):
         return False
+    if across:  # an echo in another language than the text's: no word check can show who did what,
+        return negated(claim) == asked.negated  # so only a denial stands (the verdict checks it)
     return not any(all(_said(t, set(tokenize(s.text))) for t in tokenize(claim)) for _, s in found)
 
 

@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .chunking import Chunk, Span
+from .corpus import split_sentences
 from .lexical import normalise, tokenize
+from .settings import Settings
 
 W_WORDS = set(
     """wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher welches
@@ -29,15 +31,19 @@ W_WORDS = set(
     what when where why how which wieviel wieviele""".split()
 )
 _W_TOKENS = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much"})
-_OPENERS = set(
+_PREPOSITIONS = set(
     """in im an am auf aus bei mit nach von vom vor zu zum zur unter über durch für gegen ohne um
-    seit zwischen bis ab nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste
-    on at from by with for to under since during between name list explain describe tell give
-    während laut gemäß trotz wegen außer neben bevor nachdem seitdem before after according besides despite
-    within among following prior apart als as""".split()
+    seit zwischen bis ab on at from by with for to under since during between während laut gemäß
+    trotz wegen außer neben within among als as""".split()
 )
-# A question that opens with an article names a thing, not a verb: a fragment ("Und der andere?",
-# "And the other one?"), never a yes/no question, which opens with its verb.
+# Words that open a question without being its verb: a preposition ("Mit wem …"), a request
+# ("Nenne …"), a phrase set before it ("Before 1926, did …?").
+_OPENERS = _PREPOSITIONS | set(
+    """nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste name list explain describe
+    tell give bevor nachdem seitdem before after according besides despite following prior apart""".split()
+)
+# A short question that opens with an article and holds no verb is a fragment ("Und der andere?",
+# "And the other one?"), not a yes/no question.
 _ARTICLES = {"der", "die", "das", "den", "dem", "des", "ein", "eine", "einen", "einem", "eines", "the", "a", "an"}
 # Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
 ABOUT_THE_TEXT = set(
@@ -67,7 +73,7 @@ _ENGLISH_WAS = re.compile(r"\bwas\s+(?:the|a|there|it|he|she|this|that|these|tho
 # best one ("Um dies zu umgehen …", "Deswegen …") often gives it.
 _REASON_WORDS = {"warum", "wieso", "weshalb", "wodurch", "womit", "wie", "why", "how"}
 _NAME_ASKED = re.compile(r"(?:wie|how)\s+(?:hie(?:ß|ss)\w*|hei(?:ß|ss)\w*|lautet\w*|nannte\w*|nennt\w*|is\s+\w+\s+called|was\s+\w+\s+called)\b", re.IGNORECASE)
-_CONSEQUENCE = re.compile(r"\b(?:folgte|folgten|geschah|passierte|happened|followed|result\w*|folge\w*|consequen\w*)\b", re.IGNORECASE)
+_CONSEQUENCE = re.compile(r"\b(?:folgte|folgten|geschah|passierte|happened|followed|result\w*|folge(?:n|rung\w*)?|consequen\w*)\b", re.IGNORECASE)
 _ENTITY_WORDS = {"wer", "wen", "wem", "wessen", "wo", "who", "whom", "whose", "where"}
 # Words that open a question framed as a request ("Kannst du mir sagen, wo …?", "I'd like to know
 # which …"): with a question word after them, the question is that one, not a yes/no question.
@@ -77,11 +83,12 @@ _FRAMES = set(
 )
 # The question words as one regex alternation, longest first ("welchem" before "welche").
 W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
+_W_PATTERN = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE)
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
 _FRAMED = re.compile(
     rf"\b(?:me|us|mir|uns|know|wonder|wissen|weiß|weißt|wisst|sagen|sag|erklären|erkläre|verraten|verrate)"
-    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:\w+\s+)?(?:{W_ALTERNATION})\b",
+    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:(?:{'|'.join(_PREPOSITIONS)})\s+)?(?:{W_ALTERNATION})\b",
     re.IGNORECASE,
 )
 _EXPECTS_NUMBER = re.compile(
@@ -152,8 +159,10 @@ class Asked:
     reason: bool = False  # a reason, a way or a consequence ("Warum …", "Wie reagierte …", "Was folgte daraus …")
 
 
-def analyse(question: str) -> Asked:
-    """Read a question's form: yes/no, a number or a date expected, negated or not.
+def analyse(question: str, lang: str = "") -> Asked:
+    """Read a question's form: yes/no, a number or a date expected, a reason or a person asked
+    for, negated or not. Of several sentences the last one asks ("The text names two treaties.
+    Did either …?"); ``lang`` ("en") reads an opening "was" as the English verb whatever follows.
 
     >>> a = analyse("Enthielt der Berliner Vertrag Bestimmungen zur Zusammenarbeit?")
     >>> a.yes_no, a.number, a.date
@@ -175,8 +184,12 @@ def analyse(question: str) -> Asked:
     [True, True, False]
     >>> [analyse(q).yes_no for q in ["Mit wem wollte sie kooperieren, und worauf lief es hinaus?", "Als was galt er?",
     ...     "Kannst du mir sagen, an welchem Tag er kam?", "Und der andere?", "In which book, and when?",
-    ...     "The text names two treaties. Did either say so?"]]
-    [False, False, False, False, False, True]
+    ...     "The text names two treaties. Did either say so?", "Er kam 1926. Wer schickte ihn?"]]
+    [False, False, False, False, False, True, False]
+    >>> [analyse(q).yes_no for q in ["Kam das z. B. der Reichswehr zugute?", "Der Vertrag wurde also unterzeichnet?"]]
+    [True, True]
+    >>> analyse("Was Stresemann against it?", "en").yes_no, analyse("Was Stresemann against it?").yes_no
+    (True, False)
     >>> [analyse(q).yes_no for q in ["Was the treaty signed in 1926?", "And was it signed?", "Was regelte der Vertrag?", "Was an den Vertrag erinnert?"]]
     [True, True, False, False]
     >>> analyse("According to the article, when was it signed?").overview
@@ -186,23 +199,26 @@ def analyse(question: str) -> Asked:
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
     [True, True, False, True]
     """
-    words = _words(question)
+    asking = question.strip()
+    sentences = split_sentences(asking)
+    if len(sentences) > 1 and len(_words(sentences[-1].text)) >= 3:
+        asking = sentences[-1].text
+    start = max(question.find(asking), 0)
+    words = _words(asking)
     first = words[0] if words else ""
-    # Of several sentences ("The text names two treaties. Did either …?"), the last one asks.
-    last = (_words(re.split(r"(?<=[.!:])\s+", question.strip())[-1]) or [""])[0]
-    # After any conjunction, "was" is the first word; the first "was" in the question is that one.
-    english_was = _ENGLISH_WAS.search(question) if first == "was" else None
+    # An opening "was" is the verb in English ("Was the treaty signed?"), German "what" otherwise.
+    was_at = re.search(r"\bwas\b", asking, re.IGNORECASE) if first == "was" else None
+    english_was = bool(was_at) and (lang == "en" or bool(_ENGLISH_WAS.match(asking, was_at.start())))
     if first in _OPENERS and len(words) > 1 and words[1] in W_WORDS:  # "Mit wem …", "In which …"
         first = words[1]
-    elif first in _OPENERS and "," in question:  # "Before 1926, did …?": the question starts after the phrase
-        after = re.findall(r"[\wÄÖÜäöüß]+", question.split(",", 1)[1].lower())
-        first = after[0] if after else first
+    elif first in _OPENERS and "," in asking:  # "Before 1926, did …?": the question starts after the phrase
+        first = (_words(asking.split(",", 1)[1]) or [first])[0]
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
-    first_w = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE).search(question, english_was.end() if english_was else 0)
+    first_w = _W_PATTERN.search(question, start + (was_at.end() if english_was else 0))
+    fragment = first in _ARTICLES and len(words) <= 4 and not _VERBISH & set(words)
     yes_no = (
-        bool(first) and question.rstrip().endswith("?") and (bool(english_was) or first not in W_WORDS) and first not in _OPENERS
-        and last not in _ARTICLES
-        and not (first in _FRAMES and _FRAMED.search(question))
+        bool(first) and question.rstrip().endswith("?") and (english_was or first not in W_WORDS)
+        and first not in _OPENERS and not fragment and not (first in _FRAMES and _FRAMED.search(asking))
     )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
     two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b", question, re.IGNORECASE)
@@ -211,8 +227,8 @@ def analyse(question: str) -> Asked:
     # "Wie viele", "how long", "wie hieß" ask for a value or a name; "was", "what" ask for a
     # consequence only with a verb that says so ("Was folgte daraus …").
     w = first_w.group().lower() if first_w else ""
-    value = _EXPECTS_NUMBER.match(question, first_w.start()) or _EXPECTS_DATE.match(question, first_w.start()) if first_w else None
-    reason = (w in _REASON_WORDS and not value and not _NAME_ASKED.match(question, first_w.start())) or (
+    at = first_w.start() if first_w else 0
+    reason = (w in _REASON_WORDS and not _EXPECTS_NUMBER.match(question, at) and not _NAME_ASKED.match(question, at)) or (
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
@@ -222,7 +238,7 @@ def analyse(question: str) -> Asked:
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
-        entity=bool(first_w and not yes_no and first_w.group().lower() in _ENTITY_WORDS),
+        entity=not yes_no and w in _ENTITY_WORDS,
         parts=bool(two_part),
         reason=reason and not yes_no,
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
@@ -231,7 +247,7 @@ def analyse(question: str) -> Asked:
 
 def _words(text: str) -> list[str]:
     """The words after any opening conjunction ("Und …", "And …"), lower-cased."""
-    words = re.findall(r"[\wÄÖÜäöüß]+", text.lower())
+    words = re.findall(r"\w+", text.lower())
     while words and words[0] in _CONJUNCTIONS:
         words = words[1:]
     return words
@@ -449,8 +465,8 @@ class Sentences:
 
 
 def select_evidence(
-    asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences, margin: float = 0.15,
-    tie: float = 0.0,
+    asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences,
+    margin: float = Settings.model_fields["second_fact_margin"].default, tie: float = Settings.model_fields["tie_margin"].default,
 ) -> Evidence:
     """The best sentence, the neighbours it leans on, and a second fact the question also names.
 
@@ -489,9 +505,10 @@ def select_evidence(
     # reason follows it, or follows a paragraph's opening claim ("… war ein offenes Geheimnis.").
     opens = asked.reason and sentences.neighbour(chunk, span, -1) is None
     goes_on = after and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text) or opens)
-    if goes_on and (missing or asked.overview or asked.parts or asked.reason):
+    wants_more = asked.overview or asked.parts or asked.reason
+    if goes_on and after not in chosen:
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
-        if (gained or asked.overview or asked.parts or asked.reason) and after not in chosen:
+        if gained or wants_more:
             chosen.append(after)
             missing -= gained
     for score, c, s in ranked[1:]:
