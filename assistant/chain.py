@@ -415,7 +415,7 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         if quoting:
-            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply, quick)
+            text, footnotes, _, _ = self._compose("", asked, evidence, chunks, reply, quick)
             yield "answer", finish(text, False, footnotes)
             return
         # Sources first: the evidence is known in milliseconds, the model's phrasing takes seconds.
@@ -439,8 +439,17 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         draft = "" if declined else draft.replace(REFUSAL_MARK, "")
-        text, footnotes, phrased = self._compose(draft, asked, evidence, chunks, reply, quick)
-        if doubtful and not phrased:  # the model found nothing it could say from the text either
+        text, footnotes, phrased, verified = self._compose(draft, asked, evidence, chunks, reply, quick)
+        # The model found nothing it could say from the text either; or, asked what or who about
+        # evidence that lacks some of the question's words, it named only things the text holds
+        # elsewhere, and none of its sentences held: the evidence is about the topic, the thing
+        # asked for is not in it (as with its own NICHT IM TEXT, evidence that holds all the
+        # question's words is quoted whatever the model says).
+        elsewhere = (
+            not strong and not verified and not asked.yes_no and not asked.reason
+            and self._named_elsewhere(draft, asked, evidence)
+        )
+        if (doubtful and not phrased) or elsewhere:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         yield "answer", finish(text, False, footnotes)
@@ -628,12 +637,24 @@ class AnswerChain:
         words = tokenize(ACCORDING_TO.sub(" ", claim))
         return any(len(t) >= vocabulary.MIN and not _said(t, about) and not vocabulary.knows(t) for t in words)
 
+    def _named_elsewhere(self, draft: str, asked: Asked, evidence: Evidence) -> bool:
+        """The draft names things by words the text uses (capitalised: names, German nouns), and
+        none of them stands in the evidence or the question ("Welche Giftgase …?": "Leichttraktor
+        und Großtraktor", from another paragraph)."""
+        vocabulary = self._vocabulary()
+        asked_words = set(tokenize(asked.text))
+        names = {t for w in re.findall(r"\w+", draft)[1:] if w[0].isupper() for t in tokenize(w)}
+        named = {t for t in names if t in vocabulary.words and not _said(t, asked_words)}
+        shown = {t for text in evidence.texts for t in tokenize(text)}
+        return bool(named) and not any(_said(t, shown) for t in named)
+
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
-    ) -> tuple[str, list[Footnote], bool]:
+    ) -> tuple[str, list[Footnote], bool, bool]:
         """The answer: a verdict for yes/no questions, the model's verified sentences, and the
         evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
-        The flag says whether any sentence of the model's survived."""
+        The flags say whether any sentence of the model's stands in the answer, and whether any
+        passed verification (one that copies a source sentence passes, but the quote stands)."""
         numbering = self._shown_numbering(chunks)
         model_word = _model_verdict(draft) if asked.yes_no else None
         # Meaning-based support is for crossing languages (an English answer to a German text); a
@@ -675,7 +696,7 @@ class AnswerChain:
         if rule == "nein" and model_word == "ja":
             lead = []
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")
-        return text, footnotes, bool(lead)
+        return text, footnotes, bool(lead), bool(checked)
 
     def _not_in_text(self, asked: Asked, evidence: Evidence, reply: str) -> tuple[str, bool, list[Footnote]]:
         """A refusal that says what the text lacks and shows what it says nearby, cited, as no answer."""

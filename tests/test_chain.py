@@ -89,6 +89,15 @@ def test_words_for_the_text_itself_are_not_taken_for_inventions(retriever):
     assert chain._invents("Der Weltbühne-Prozess fand in Stuttgart statt.", asked, "de")
 
 
+def test_a_draft_naming_only_things_from_elsewhere_in_the_text_is_a_refusal(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "Leichttraktor")
+    # The model answers from another paragraph: the evidence about chemical warfare names no gas.
+    chain.model = streaming(f"Die Giftgase waren Leichttraktor und Großtraktor [{n}].")
+    answer = chain.invoke("Welche Giftgase wurden bei der chemischen Kriegführung getestet?")
+    assert answer.refused and "chemischen Kriegführung" in answer.answer and "Leichttraktor" not in answer.answer
+
+
 def test_model_refusal_on_weak_evidence_is_a_refusal_that_shows_what_the_text_says(retriever):
     chain = chain_with(retriever, FakeListChatModel(responses=["NICHT IM TEXT"]))
     answer = chain.invoke("Welche Rolle spielte Kama?")
