@@ -200,7 +200,11 @@ class LlamaCppChat(BaseChatModel):
                 temperature=self.temperature,
                 stop=stop,
             ):
-                text = part["choices"][0]["delta"].get("content")
+                choice = part["choices"][0]
+                if choice.get("finish_reason"):  # "length": cut off by max_tokens, mid-sentence
+                    yield ChatGenerationChunk(message=AIMessageChunk(
+                        content="", response_metadata={"finish_reason": choice["finish_reason"]}))
+                text = choice["delta"].get("content")
                 if text:
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                     if run_manager:

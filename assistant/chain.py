@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +25,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from . import AssistantError
 from .chunking import Chunk
 from .citations import Footnote, Support, Verified, embedding_similarity, parse_markers, render, verify
+from .corpus import split_sentences
 from .evidence import (
     ABOUT_THE_TEXT,
     ACCORDING_TO,
@@ -422,7 +423,7 @@ class AnswerChain:
         result.evidence_s = time.perf_counter() - start
         yield "evidence", render(_quoted(evidence.items))[0]
         try:
-            draft = yield from self._generate(rewritten, reply, chunks, evidence, result, start)
+            draft, cut = yield from self._generate(rewritten, reply, chunks, evidence, result, start)
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a readable notice
             if self.fallback is None:
                 raise BackendFailure(f"backend {self.backend} failed: {_brief(exc)}") from None
@@ -439,7 +440,10 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         draft = "" if declined else draft.replace(REFUSAL_MARK, "")
-        text, footnotes, phrased, verified = self._compose(draft, asked, evidence, chunks, reply, quick)
+        # Stopped by the token limit, the draft's last sentence is unfinished: never shown, though
+        # the sentence it copies is quoted like any other the model's claims rest on.
+        unfinished = split_sentences(draft)[-1].text if cut and draft.strip() else ""
+        text, footnotes, phrased, verified = self._compose(draft, asked, evidence, chunks, reply, quick, unfinished)
         # The model found nothing it could say from the text either; or, asked what or who about
         # evidence that lacks some of the question's words, it named only things the text holds
         # elsewhere, and none of its sentences held: the evidence is about the topic, the thing
@@ -518,8 +522,9 @@ class AnswerChain:
 
     def _generate(
         self, question: str, reply: str, chunks: list[Chunk], evidence: Evidence, result: Answer, start: float
-    ) -> Iterator[tuple[str, Any]]:
-        """Ask the model to phrase an answer from the chosen evidence; stream it; return the draft."""
+    ) -> Generator[tuple[str, Any], None, tuple[str, bool]]:
+        """Ask the model to phrase an answer from the chosen evidence; stream it; return the draft
+        and whether the token limit cut it off."""
         _, system, article_mode = self._layout()
         number_of = {c.id: n for n, c in self._shown_numbering(chunks).items()}
         # The passages are in front of the model already (the cached system prompt, or below): the
@@ -528,8 +533,11 @@ class AnswerChain:
         passages = "" if article_mode else format_passages([(number_of[c.id], c) for c in chunks])
         user = self.prompts.render(f"answer.{reply}", question=question, evidence=lines, passages=passages)
         assert self.model is not None
-        text = ""
+        text, cut = "", False
         for part in self.model.stream([SystemMessage(system), HumanMessage(user)]):
+            # OpenAI-compatible servers and llama.cpp say "length", Ollama's client "done_reason"
+            ended = part.response_metadata.get("finish_reason") or part.response_metadata.get("done_reason")
+            cut = cut or ended == "length"
             usage = getattr(part, "usage_metadata", None)
             if usage:  # a local model reports the prompt tokens this question cost it
                 result.prompt_tokens += usage.get("input_tokens", 0)
@@ -543,7 +551,7 @@ class AnswerChain:
             visible = _MARKER_TAIL.sub("", text)
             if REFUSAL_MARK not in visible.upper():
                 yield "token", visible
-        return text
+        return text, cut
 
     # -- evidence and answerability ----------------------------------------------------------------
     def _choose(
@@ -650,6 +658,7 @@ class AnswerChain:
 
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
+        unfinished: str = "",
     ) -> tuple[str, list[Footnote], bool, bool]:
         """The answer: a verdict for yes/no questions, the model's verified sentences, and the
         evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
@@ -677,7 +686,10 @@ class AnswerChain:
             and not (asked.yes_no and _premise_only(claim, asked, found, across=reply != self._corpus_language()))
         ]
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
-        copy = [_near_copy(claim, found, self.settings.near_copy_share) for claim, found in checked]
+        # So is a sentence the token limit cut off.
+        cut_off = tokenize(parse_markers(unfinished)[0]) if unfinished else None
+        copy = [_near_copy(claim, found, self.settings.near_copy_share) or tokenize(claim) == cut_off
+                for claim, found in checked]
         lead = [item for item, copied in zip(checked, copy) if not copied]
         # The evidence stays, and so do the sentences the model's claims rest on when those are
         # others (it read the whole text): each quoted wherever the claims lack its words. The
@@ -735,18 +747,21 @@ def with_previous(question: str, history: list[tuple[str, str]], reply: str) -> 
 
 
 def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settings.model_fields["near_copy_share"].default) -> bool:
-    """More than three content words, nearly all from the one sentence the claim cites.
+    """More than three content words, nearly all from one sentence the claim cites (a claim
+    that also leans on a second sentence for a word or two is still that sentence's copy).
 
     >>> from assistant.chunking import Span
     >>> span = Span("Die dortige Entwicklung von Bordfunk erwies sich als Vorteil.", 0, 60)
-    >>> _near_copy("Die Entwicklung von Bordfunk erwies sich als Vorteil.", [(None, span)]), _near_copy("Bordfunk.", [(None, span)])
-    (True, False)
+    >>> other = Span("Bordfunk kam spät.", 61, 80)
+    >>> _near_copy("Die Entwicklung von Bordfunk erwies sich als Vorteil.", [(None, other), (None, span)])
+    True
+    >>> _near_copy("Bordfunk.", [(None, span)]), _near_copy("Bordfunk kam als Vorteil.", [(None, other), (None, span)])
+    (False, False)
     """
     words = tokenize(claim)
-    if len(found) != 1 or len(words) <= 3:
+    if len(words) <= 3:
         return False
-    source = set(tokenize(found[0][1].text))
-    return sum(_said(w, source) for w in words) / len(words) >= share
+    return any(sum(_said(w, set(tokenize(s.text))) for w in words) / len(words) >= share for _, s in found)
 
 
 def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]], across: bool = False) -> bool:

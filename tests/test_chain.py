@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import ARTICLE
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
 
 from assistant.chain import AnswerChain, BackendFailure, Prompts, detect_language
 from assistant.corpus import read_document
@@ -38,6 +39,14 @@ class Boom(FakeListChatModel):
 
 def streaming(text: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([AIMessage(content=text)]))
+
+
+class CutOff(GenericFakeChatModel):
+    """Streams its message, then says the token limit stopped it, as llama.cpp and OpenAI do."""
+
+    def _stream(self, *args, **kwargs):
+        yield from super()._stream(*args, **kwargs)
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"finish_reason": "length"}))
 
 
 def number_of(chain: AnswerChain, text: str) -> int:
@@ -96,6 +105,17 @@ def test_a_draft_naming_only_things_from_elsewhere_in_the_text_is_a_refusal(retr
     chain.model = streaming(f"Die Giftgase waren Leichttraktor und Großtraktor [{n}].")
     answer = chain.invoke("Welche Giftgase wurden bei der chemischen Kriegführung getestet?")
     assert answer.refused and "chemischen Kriegführung" in answer.answer and "Leichttraktor" not in answer.answer
+
+
+def test_a_sentence_the_token_limit_cut_off_is_not_shown_but_the_sentence_it_copies_is_quoted(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "Kreiser")
+    unfinished = "Walter Kreiser musste daraufhin nach Frankreich fliehen, und die Reichswehr und die Rote Armee"
+    chain.model = CutOff(messages=iter([AIMessage(content=f"Der Artikel erschien 1929 [{n}]. {unfinished}")]))
+    answer = chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 für die Beteiligten?")
+    assert "und die Rote Armee" not in answer.answer and "zu einer Haftstrafe verurteilt [" in answer.answer
+    chain.model = streaming(f"Der Artikel erschien 1929 [{n}]. {unfinished}")  # the same words, not cut off
+    assert "und die Rote Armee [" in chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 für die Beteiligten?").answer
 
 
 def test_model_refusal_on_weak_evidence_is_a_refusal_that_shows_what_the_text_says(retriever):
