@@ -569,8 +569,12 @@ class AnswerChain:
         weight = self.settings.sentence_lexical_weight
         context = context if context != focus else ""
         ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words)
+        # Each later part of a question that asks several things ("…, und was wurde daraus?") is
+        # ranked by itself, with the whole question as its context (its "es", "daraus" point there).
+        also = [rank_sentences(part, chunks, embeddings, weight, focus, self.settings.followup_context_weight)[0][1:]
+                for part in asked.parts]
         return ranked, select_evidence(
-            asked, ranked, self._sentences(), self.settings.second_fact_margin, self.settings.tie_margin,
+            asked, ranked, self._sentences(), self.settings.second_fact_margin, self.settings.tie_margin, also,
         )
 
     def _sentences(self) -> Sentences:

@@ -84,6 +84,8 @@ _FRAMES = set(
 # The question words as one regex alternation, longest first ("welchem" before "welche").
 W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
 _W_PATTERN = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE)
+# Where a further question begins in one sentence: ", wer …", "und wann …", "and what …".
+_NEXT_PART = re.compile(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b", re.IGNORECASE)
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
 _FRAMED = re.compile(
@@ -155,7 +157,7 @@ class Asked:
     day: bool = False  # the date asked for is a day ("an welchem Tag", "exact date"), not a year
     overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
     entity: bool = False  # a person or a place is asked for ("Wer …", "Wo …"), a slot a sentence fills or not
-    parts: bool = False  # two questions in one ("Wer war dafür, und wie reagierte …?")
+    parts: tuple[str, ...] = ()  # the later questions of several in one ("Wer war dafür, und wie reagierte …?")
     reason: bool = False  # a reason, a way or a consequence ("Warum …", "Wie reagierte …", "Was folgte daraus …")
 
 
@@ -221,8 +223,8 @@ def analyse(question: str, lang: str = "") -> Asked:
         and first not in _OPENERS and not fragment and not (first in _FRAMES and _FRAMED.search(asking))
     )
     # A number or a date is *the* thing asked only in a one-part question ("Wie lange …, und wodurch …?" is two).
-    two_part = re.search(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b", question, re.IGNORECASE)
-    two_part = two_part if two_part and first_w and two_part.start() > first_w.start() else None
+    starts = [m.start() for m in _NEXT_PART.finditer(question) if first_w and m.start() > first_w.start()]
+    two_part = bool(starts)
     asked_part = question[first_w.start():] if first_w and not two_part else ""
     # "Wie viele", "how long", "wie hieß" ask for a value or a name; "was", "what" ask for a
     # consequence only with a verb that says so ("Was folgte daraus …").
@@ -239,7 +241,7 @@ def analyse(question: str, lang: str = "") -> Asked:
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
         entity=not yes_no and w in _ENTITY_WORDS,
-        parts=bool(two_part),
+        parts=tuple(question[a:b].strip(" ,–-") for a, b in zip(starts, [*starts[1:], len(question)])),
         reason=reason and not yes_no,
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
     )
@@ -467,8 +469,10 @@ class Sentences:
 def select_evidence(
     asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences,
     margin: float = Settings.model_fields["second_fact_margin"].default, tie: float = Settings.model_fields["tie_margin"].default,
+    also: Sequence[tuple[Chunk, Span]] = (),
 ) -> Evidence:
-    """The best sentence, the neighbours it leans on, and a second fact the question also names.
+    """The best sentence, the neighbours it leans on, the best sentence for each later part of
+    the question, and a second fact the question also names.
 
     Args:
         asked: the analysed question.
@@ -478,6 +482,9 @@ def select_evidence(
         tie: a sentence this close to the best is taken even if it adds none of the question's
             words: nearly as good a match, it may be the one that answers (an English question
             matched across languages), or the rest of a list.
+        also: the best sentence for each later part of a question that asks several things
+            (:attr:`Asked.parts`), ranked by that part: each part gets its sentence, one more
+            than ``MAX_EVIDENCE`` per part.
     """
     if not ranked:
         return Evidence((), 0.0)
@@ -494,6 +501,11 @@ def select_evidence(
             chosen.append(after)
 
     add_context(chosen[0])
+    most = MAX_EVIDENCE + len(also)
+    for item in also:
+        if item not in chosen:
+            chosen.append(item)
+            add_context(item)
     covered = {t for _, s in chosen for t in tokenize(s.text)}
     missing = {t for t in asked.tokens if not _matches(t, covered)}
     # The sentence after the best one that refers back to it and says what the best one lacks
@@ -512,7 +524,7 @@ def select_evidence(
             chosen.append(after)
             missing -= gained
     for score, c, s in ranked[1:]:
-        if len(chosen) >= MAX_EVIDENCE or score < best_score - margin or not missing:
+        if len(chosen) >= most or score < best_score - margin or not missing:
             break
         if (c, s) in chosen:
             continue
@@ -522,7 +534,7 @@ def select_evidence(
             missing -= gained
     # Then a sentence nearly as close as the best, where room is left.
     chosen += [(c, s) for score, c, s in ranked[1:] if tie > 0 and score >= best_score - tie and (c, s) not in chosen]
-    chosen = chosen[:MAX_EVIDENCE]
+    chosen = chosen[:most]
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)
 

@@ -77,6 +77,24 @@ def test_what_followed_takes_the_sentence_that_goes_on():
     assert texts == [[s.text for s in spans], [spans[0].text]]
 
 
+def test_each_part_of_a_question_that_asks_several_things_gets_its_sentence():
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import MAX_EVIDENCE, Sentences, analyse, select_evidence
+
+    sentences = ["Im Mai kam ein Angebot.", "Außerdem kam ein zweites.", "Die Partei war dafür, der Minister dagegen.",
+                 "Deswegen blieb die Hilfe klein."]
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9 - i / 10, chunk, s) for i, s in enumerate(spans)]
+    asked = analyse("Wie reagierte man auf das Angebot vom Mai, und welche Folge hatte das für die Hilfe?")
+    assert asked.parts == ("und welche Folge hatte das für die Hilfe?",)
+    alone = select_evidence(asked, ranked, Sentences([chunk])).texts
+    both = select_evidence(asked, ranked, Sentences([chunk]), also=[(chunk, spans[-1])]).texts
+    assert sentences[-1] not in alone and len(alone) <= MAX_EVIDENCE
+    assert both == sentences  # the first part's sentences, the second's, and the one it leans on
+
+
 @pytest.mark.parametrize("sentences", [
     ["Die Sache war ein offenes Geheimnis.", "Eine Zeitung schrieb 1929 darüber."],  # the paragraph's opening claim
     ["Es gab Versuche.", "Zwei Projekte sind nennenswert.", "Erkenntnisse aus diesen Projekten wurden genutzt."],
