@@ -44,6 +44,7 @@ from .evidence import (
     stands_alone,
     unknown_terms,
     verdict,
+    with_full_names,
     with_years,
 )
 from .lexical import same_word, tokenize
@@ -674,9 +675,11 @@ class AnswerChain:
         # German sentence must carry its words: close in meaning is how chimeras pass.
         support = self.support if reply == "en" and not quick else replace(self.support, similarity=None)
         rest = _VERDICT_OPENING.sub("", draft)
+        # The question's "Ossietzky" is the passages' "Carl von Ossietzky": naming him in full adds nothing.
+        named = with_full_names(asked, [c.text for c in chunks])
         verified = verify(
             rest[:1].upper() + rest[1:], numbering, chunks, support,
-            keep=lambda claim: informative(claim, asked, set(numbering)) and not self._invents(claim, asked, reply),
+            keep=lambda claim: informative(claim, named, set(numbering)) and not self._invents(claim, asked, reply),
             evidence=evidence.items,
             given=asked.tokens,
         )
@@ -687,7 +690,7 @@ class AnswerChain:
             (claim, found) for claim, found in verified
             if (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
             and fits_type(asked, [claim])
-            and not (asked.yes_no and _premise_only(claim, asked, found, across=reply != self._corpus_language()))
+            and not (asked.yes_no and _premise_only(claim, named, found, across=reply != self._corpus_language()))
         ]
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
         # So is a sentence the token limit cut off.

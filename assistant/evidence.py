@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .chunking import Chunk, Span
 from .corpus import split_sentences
@@ -537,6 +537,27 @@ def select_evidence(
     chosen = chosen[:most]
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)
+
+
+# A name's earlier parts: a capitalised word, with a nobiliary particle or none, before another.
+_NAME_PART = re.compile(r"\b([A-ZÄÖÜ][\w-]+)\s+(?:(?:von|van|de|zu|du|da|di|ten|ter)\s+)?(?=([A-ZÄÖÜ][\w-]+))")
+
+
+def with_full_names(asked: Asked, texts: Iterable[str]) -> Asked:
+    """The question's words with the earlier parts of the names it gives by their last part, as
+    the texts write them ("Ossietzky" -> "Carl von Ossietzky"): a claim that adds only those
+    ("Carl von Ossietzky was acquitted.") says no more than the question.
+
+    >>> sorted(with_full_names(analyse("Was Ossietzky acquitted?"), ["Der Chefredakteur Carl von Ossietzky kam."]).tokens)
+    ['acquitted', 'carl', 'ossietzky']
+    """
+    parts = {t for text in texts for first, last in _NAME_PART.findall(text)
+             if _matches_any(tokenize(last), asked.tokens) for t in tokenize(first)}
+    return replace(asked, tokens=asked.tokens | parts)
+
+
+def _matches_any(tokens: list[str], have: frozenset[str]) -> bool:
+    return any(t in have for t in tokens)
 
 
 def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
