@@ -683,12 +683,13 @@ class AnswerChain:
             evidence=evidence.items,
             given=asked.tokens,
         )
-        # A fragment ("Hans von Seeckt.") answers only if the text around it is about what is asked:
-        # a name from a sentence about something else is that name in another role.
+        # A fragment ("Hans von Seeckt.") answers only if the text around it (its sentence and the
+        # ones beside it) is about what is asked: a name from a sentence about something else is
+        # that name in another role, though other evidence holds the question's words.
         # Asked for a number or a date, a sentence without one does not answer.
         checked = [
             (claim, found) for claim, found in verified
-            if (len(tokenize(claim)) > 3 or coverage(asked, evidence.texts + [s.text for _, s in found]) >= 0.5)
+            if (len(tokenize(claim)) > 3 or coverage(asked, self._around(found)) >= 0.5)
             and fits_type(asked, [claim])
             and not (asked.yes_no and _premise_only(claim, named, found, across=reply != self._corpus_language()))
         ]
@@ -716,6 +717,12 @@ class AnswerChain:
             lead = []
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")
         return text, footnotes, bool(lead), bool(checked)
+
+    def _around(self, found: list[tuple[Chunk, Any]]) -> list[str]:
+        """The sentences a claim rests on and those beside them in their paragraphs."""
+        index = self._sentences()
+        near = [index.neighbour(c, s, step) for c, s in found for step in (-1, 1)]
+        return [s.text for _, s in found] + [item[1].text for item in near if item]
 
     def _not_in_text(self, asked: Asked, evidence: Evidence, reply: str) -> tuple[str, bool, list[Footnote]]:
         """A refusal that says what the text lacks and shows what it says nearby, cited, as no answer."""

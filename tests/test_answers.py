@@ -151,6 +151,16 @@ def test_an_unanswerable_look_alike_is_refused_with_what_the_text_says_nearby(ar
     assert count.refused and count.answer.startswith("Eine Zahl dazu steht im Artikel nicht.")
 
 
+def test_a_bare_name_from_a_sentence_about_something_else_is_no_answer(article):
+    # Ossietzky was editor-in-chief of another paper; the Guardian sentence is also in the evidence.
+    wrong = ask(article, "Wer war Chefredakteur des Guardian, als die Zeitung 1926 die Zusammenarbeit enthüllte?",
+                "Carl von Ossietzky")
+    assert not wrong.answer.startswith("Carl von Ossietzky"), wrong.answer
+    # The sentence before names what was asked about: the name beside it answers.
+    right = ask(article, "Wer schrieb den Artikel „Windiges in der deutschen Luftfahrt“?", "Walter Kreiser")
+    assert right.answer.startswith("Walter Kreiser [") and not right.refused, right.answer
+
+
 @pytest.mark.parametrize(
     "question,draft",
     [("Wo wurden die Piloten ausgebildet?", "In Moskau [1]."),
