@@ -417,7 +417,7 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         if quoting:
-            text, footnotes, _, _ = self._compose("", asked, evidence, chunks, reply, quick)
+            text, footnotes, _ = self._compose("", asked, evidence, chunks, reply, quick)
             yield "answer", finish(text, False, footnotes)
             return
         # Sources first: the evidence is known in milliseconds, the model's phrasing takes seconds.
@@ -444,8 +444,9 @@ class AnswerChain:
         # Stopped by the token limit, the draft's last sentence is unfinished: never shown, though
         # the sentence it copies is quoted like any other the model's claims rest on.
         unfinished = split_sentences(draft)[-1].text if cut and draft.strip() else ""
-        text, footnotes, phrased, verified = self._compose(draft, asked, evidence, chunks, reply, quick, unfinished)
-        # The model found nothing it could say from the text either; or, asked what or who about
+        text, footnotes, verified = self._compose(draft, asked, evidence, chunks, reply, quick, unfinished)
+        # The model found nothing it could say from the text either (a sentence it copied from the
+        # text counts: it points at the one that answers); or, asked what or who about
         # evidence that lacks some of the question's words, it named only things the text holds
         # elsewhere, and none of its sentences held: the evidence is about the topic, the thing
         # asked for is not in it (as with its own NICHT IM TEXT, evidence that holds all the
@@ -454,7 +455,7 @@ class AnswerChain:
             not strong and not verified and not asked.yes_no and not asked.reason
             and self._named_elsewhere(draft, asked, evidence)
         )
-        if (doubtful and not phrased) or elsewhere:
+        if (doubtful and not verified) or elsewhere:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         yield "answer", finish(text, False, footnotes)
@@ -664,11 +665,11 @@ class AnswerChain:
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
         unfinished: str = "",
-    ) -> tuple[str, list[Footnote], bool, bool]:
+    ) -> tuple[str, list[Footnote], bool]:
         """The answer: a verdict for yes/no questions, the model's verified sentences, and the
         evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
-        The flags say whether any sentence of the model's stands in the answer, and whether any
-        passed verification (one that copies a source sentence passes, but the quote stands)."""
+        The flag says whether any sentence of the model's passed verification (one that copies a
+        source sentence passes, though the quote stands in its place)."""
         numbering = self._shown_numbering(chunks)
         model_word = _model_verdict(draft) if asked.yes_no else None
         # Meaning-based support is for crossing languages (an English answer to a German text); a
@@ -716,7 +717,7 @@ class AnswerChain:
         if rule == "nein" and model_word == "ja":
             lead = []
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")
-        return text, footnotes, bool(lead), bool(checked)
+        return text, footnotes, bool(checked)
 
     def _around(self, found: list[tuple[Chunk, Any]]) -> list[str]:
         """The sentences a claim rests on and those beside them in their paragraphs."""

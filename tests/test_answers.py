@@ -151,6 +151,15 @@ def test_an_unanswerable_look_alike_is_refused_with_what_the_text_says_nearby(ar
     assert count.refused and count.answer.startswith("Eine Zahl dazu steht im Artikel nicht.")
 
 
+def test_a_sentence_the_model_copies_answers_a_question_with_a_word_the_text_never_uses(article):
+    kama = ("Viele in der Panzerschule Kama führende oder ausgebildete Offiziere wurden später hohe Befehlshaber "
+            "der Panzertruppe (z. B. Heinz Guderian, Erich von Manstein, Walter Model, Ewald von Kleist).")
+    answer = ask(article, "Was war Guderians spätere Dienststellung?", kama)  # "Dienststellung": not in the text
+    assert not answer.refused and "hohe Befehlshaber der Panzertruppe" in answer.answer, answer.answer
+    invented = ask(article, "Was war Guderians spätere Dienststellung?", "Guderian wurde Generaloberst.")
+    assert invented.refused, invented.answer
+
+
 def test_a_bare_name_from_a_sentence_about_something_else_is_no_answer(article):
     # Ossietzky was editor-in-chief of another paper; the Guardian sentence is also in the evidence.
     wrong = ask(article, "Wer war Chefredakteur des Guardian, als die Zeitung 1926 die Zusammenarbeit enthüllte?",
