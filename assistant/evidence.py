@@ -84,8 +84,10 @@ _FRAMES = set(
 # The question words as one regex alternation, longest first ("welchem" before "welche").
 W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
 _W_PATTERN = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE)
-# Where a further question begins in one sentence: ", wer …", "und wann …", "and what …".
-_NEXT_PART = re.compile(rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b", re.IGNORECASE)
+# Where a further question begins in one sentence: ", wer …", "und wann …", "und in welchen …", "and what …".
+_NEXT_PART = re.compile(
+    rf"(?:,|\b(?:und|and|oder|or))\s+(?:(?:{'|'.join(sorted(_PREPOSITIONS))})\s+)?(?:{W_ALTERNATION})\b", re.IGNORECASE
+)
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
 _FRAMED = re.compile(
@@ -196,6 +198,8 @@ def analyse(question: str, lang: str = "") -> Asked:
     [True, True, False, False]
     >>> analyse("According to the article, when was it signed?").overview
     False
+    >>> analyse("Welche Zeitungen berichteten, und in welchen Jahren erschienen sie?").parts
+    ('und in welchen Jahren erschienen sie?',)
     >>> [analyse(q).reason for q in ["Wie reagierte er?", "Wie hieß er?", "Was folgte daraus?", "Was regelte er?"]]
     [True, False, True, False]
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
