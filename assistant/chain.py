@@ -444,7 +444,7 @@ class AnswerChain:
         # Stopped by the token limit, the draft's last sentence is unfinished: never shown, though
         # the sentence it copies is quoted like any other the model's claims rest on.
         unfinished = split_sentences(draft)[-1].text if cut and draft.strip() else ""
-        text, footnotes, verified = self._compose(draft, asked, evidence, chunks, reply, quick, unfinished)
+        text, footnotes, verified = self._compose(draft, asked, evidence, chunks, reply, quick, unfinished, bridge)
         # The model found nothing it could say from the text either (a sentence it copied from the
         # text counts: it points at the one that answers); or, asked what or who about
         # evidence that lacks some of the question's words, it named only things the text holds
@@ -453,7 +453,7 @@ class AnswerChain:
         # question's words is quoted whatever the model says).
         elsewhere = (
             not strong and not verified and not asked.yes_no and not asked.reason
-            and self._named_elsewhere(draft, asked, evidence)
+            and (self._named_elsewhere(draft, asked, evidence) or (asked.entity and bool(draft.strip())))
         )
         if (doubtful and not verified) or elsewhere:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
@@ -664,7 +664,7 @@ class AnswerChain:
 
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
-        unfinished: str = "",
+        unfinished: str = "", bridge: str = "",
     ) -> tuple[str, list[Footnote], bool]:
         """The answer: a verdict for yes/no questions, the model's verified sentences, and the
         evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
@@ -687,10 +687,16 @@ class AnswerChain:
         # A fragment ("Hans von Seeckt.") answers only if the text around it (its sentence and the
         # ones beside it) is about what is asked: a name from a sentence about something else is
         # that name in another role, though other evidence holds the question's words.
+        # Asked in another language than the text's, those are the question's words as the text
+        # would say them: its names, and the corpus words nearest in meaning to the rest (``bridge``).
         # Asked for a number or a date, a sentence without one does not answer.
+        wanted = asked
+        if bridge:
+            own = asked.tokens & self._vocabulary().words
+            wanted = replace(asked, tokens=own | frozenset(tokenize(bridge)))
         checked = [
             (claim, found) for claim, found in verified
-            if (len(tokenize(claim)) > 3 or coverage(asked, self._around(found)) >= 0.5)
+            if (len(tokenize(claim)) > 3 or coverage(wanted, self._around(found)) >= 0.5)
             and fits_type(asked, [claim])
             and not (asked.yes_no and _premise_only(claim, named, found, across=reply != self._corpus_language()))
         ]

@@ -160,6 +160,12 @@ def test_a_sentence_the_model_copies_answers_a_question_with_a_word_the_text_nev
     assert invented.refused, invented.answer
 
 
+def test_asked_who_with_weak_evidence_a_draft_that_fails_verification_is_a_refusal(article):
+    # The text never says who negotiated for the Soviets; the model names someone it does not know.
+    answer = ask(article, "Wer verhandelte und unterschrieb 1926 den Berliner Vertrag?", "Georgi Tschitscherin [2].")
+    assert answer.refused and "Tschitscherin" not in answer.answer and "Berliner Vertrag" in answer.answer, answer.answer
+
+
 def test_a_bare_name_from_a_sentence_about_something_else_is_no_answer(article):
     # Ossietzky was editor-in-chief of another paper; the Guardian sentence is also in the evidence.
     wrong = ask(article, "Wer war Chefredakteur des Guardian, als die Zeitung 1926 die Zusammenarbeit enthüllte?",
@@ -219,6 +225,13 @@ def test_an_english_question_is_searched_by_the_german_words_nearest_in_meaning(
     assert chain._bridged("Wer gründete die Lesehalle?") == []  # every word is the text's own
     answer = chain.invoke("Why did the city council refuse to take over the reading hall at first?")
     assert "Kosten" in answer.answer, answer.answer
+
+
+@pytest.mark.slow
+def test_a_bare_name_answers_an_english_question_when_its_sentence_holds_what_is_asked(settings_factory, real_embeddings):
+    chain = chain_over(SECOND, settings_factory(), real_embeddings, FakeListChatModel(responses=["Helene Brandt"]))
+    answer = chain.invoke("Who was the first head of the reading hall?")  # "erste Leiterin", by the word bridge
+    assert answer.answer.startswith("Helene Brandt [1].") and not answer.refused, answer.answer
 
 
 @pytest.mark.slow
