@@ -441,16 +441,13 @@ class AnswerChain:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         draft = "" if declined else draft.replace(REFUSAL_MARK, "")
-        # Stopped by the token limit, the draft's last sentence is unfinished: never shown, though
-        # the sentence it copies is quoted like any other the model's claims rest on.
-        unfinished = split_sentences(draft)[-1].text if cut and draft.strip() else ""
-        text, footnotes, verified = self._compose(draft, asked, evidence, chunks, reply, quick, unfinished, bridge)
+        text, footnotes, verified = self._compose(draft, asked, evidence, chunks, reply, quick, cut, bridge)
         # The model found nothing it could say from the text either (a sentence it copied from the
-        # text counts: it points at the one that answers); or, asked what or who about
-        # evidence that lacks some of the question's words, it named only things the text holds
-        # elsewhere, and none of its sentences held: the evidence is about the topic, the thing
-        # asked for is not in it (as with its own NICHT IM TEXT, evidence that holds all the
-        # question's words is quoted whatever the model says).
+        # text counts: it points at the one that answers); or, asked what or who about evidence
+        # that lacks some of the question's words, it named only things the text holds elsewhere,
+        # or, asked who or where, wrote only sentences that fail verification: the evidence is
+        # about the topic, the person or thing asked for is not in it (as with its own NICHT IM
+        # TEXT, evidence that holds all the question's words is quoted whatever the model says).
         elsewhere = (
             not strong and not verified and not asked.yes_no and not asked.reason
             and (self._named_elsewhere(draft, asked, evidence) or (asked.entity and bool(draft.strip())))
@@ -573,8 +570,8 @@ class AnswerChain:
         ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words)
         # Each later part of a question that asks several things ("…, und was wurde daraus?") is
         # ranked by itself, with the whole question as its context (its "es", "daraus" point there).
-        also = [rank_sentences(part, chunks, embeddings, weight, focus, self.settings.followup_context_weight)[0][1:]
-                for part in asked.parts]
+        also = [best[1:] for part in asked.parts
+                if (best := next(iter(rank_sentences(part, chunks, embeddings, weight, focus, self.settings.followup_context_weight)), None))]
         return ranked, select_evidence(
             asked, ranked, self._sentences(), self.settings.second_fact_margin, self.settings.tie_margin, also,
         )
@@ -664,12 +661,17 @@ class AnswerChain:
 
     def _compose(
         self, draft: str, asked: Asked, evidence: Evidence, chunks: list[Chunk], reply: str, quick: bool = False,
-        unfinished: str = "", bridge: str = "",
+        cut: bool = False, bridge: str = "",
     ) -> tuple[str, list[Footnote], bool]:
         """The answer: a verdict for yes/no questions, the model's verified sentences, and the
         evidence quoted wherever the model's phrasing lacks its facts, so the model can only add.
         The flag says whether any sentence of the model's passed verification (one that copies a
-        source sentence passes, though the quote stands in its place)."""
+        source sentence passes, though the quote stands in its place).
+
+        ``cut``: the token limit stopped the draft, whose last sentence is unfinished. ``bridge``:
+        for a question in another language than the text's, the corpus words nearest in meaning
+        to its own (:meth:`_bridged`).
+        """
         numbering = self._shown_numbering(chunks)
         model_word = _model_verdict(draft) if asked.yes_no else None
         # Meaning-based support is for crossing languages (an English answer to a German text); a
@@ -701,8 +703,9 @@ class AnswerChain:
             and not (asked.yes_no and _premise_only(claim, named, found, across=reply != self._corpus_language()))
         ]
         # A long sentence copied from one source sentence: the sentence itself, quoted, says it better.
-        # So is a sentence the token limit cut off.
-        cut_off = tokenize(parse_markers(unfinished)[0]) if unfinished else None
+        # So is a sentence the token limit cut off: never shown, though the sentence it copies is
+        # quoted like any other the model's claims rest on.
+        cut_off = tokenize(parse_markers(split_sentences(rest)[-1].text)[0]) if cut and rest.strip() else None
         copy = [_near_copy(claim, found, self.settings.near_copy_share) or tokenize(claim) == cut_off
                 for claim, found in checked]
         lead = [item for item, copied in zip(checked, copy) if not copied]
@@ -773,10 +776,10 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settin
 
     >>> from assistant.chunking import Span
     >>> span = Span("Die dortige Entwicklung von Bordfunk erwies sich als Vorteil.", 0, 60)
-    >>> other = Span("Bordfunk kam spät.", 61, 80)
+    >>> other = Span("Bordfunk kam spät, doch half er.", 61, 90)
     >>> _near_copy("Die Entwicklung von Bordfunk erwies sich als Vorteil.", [(None, other), (None, span)])
     True
-    >>> _near_copy("Bordfunk.", [(None, span)]), _near_copy("Bordfunk kam als Vorteil.", [(None, other), (None, span)])
+    >>> _near_copy("Bordfunk.", [(None, span)]), _near_copy("Bordfunk kam spät und erwies sich als Vorteil.", [(None, other), (None, span)])
     (False, False)
     """
     words = tokenize(claim)

@@ -85,8 +85,11 @@ _FRAMES = set(
 W_ALTERNATION = "|".join(sorted(W_WORDS, key=len, reverse=True))
 _W_PATTERN = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE)
 # Where a further question begins in one sentence: ", wer …", "und wann …", "und in welchen …", "and what …".
+# (A preposition only after "und": ", in welcher …" opens a relative clause.)
 _NEXT_PART = re.compile(
-    rf"(?:,|\b(?:und|and|oder|or))\s+(?:(?:{'|'.join(sorted(_PREPOSITIONS))})\s+)?(?:{W_ALTERNATION})\b", re.IGNORECASE
+    rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b"
+    rf"|\b(?:und|and|oder|or)\s+(?:{'|'.join(sorted(_PREPOSITIONS))})\s+(?:{W_ALTERNATION})\b",
+    re.IGNORECASE,
 )
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
@@ -200,6 +203,8 @@ def analyse(question: str, lang: str = "") -> Asked:
     False
     >>> analyse("Welche Zeitungen berichteten, und in welchen Jahren erschienen sie?").parts
     ('und in welchen Jahren erschienen sie?',)
+    >>> analyse("Wie hieß die Schule, in welcher Piloten lernten?").parts
+    ()
     >>> [analyse(q).reason for q in ["Wie reagierte er?", "Wie hieß er?", "Was folgte daraus?", "Was regelte er?"]]
     [True, False, True, False]
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
@@ -505,10 +510,11 @@ def select_evidence(
             chosen.append(after)
 
     add_context(chosen[0])
-    most = MAX_EVIDENCE + len(also)
+    most = MAX_EVIDENCE
     for item in also:
         if item not in chosen:
             chosen.append(item)
+            most += 1
             add_context(item)
     covered = {t for _, s in chosen for t in tokenize(s.text)}
     missing = {t for t in asked.tokens if not _matches(t, covered)}
@@ -521,7 +527,7 @@ def select_evidence(
     # reason follows it, or follows a paragraph's opening claim ("… war ein offenes Geheimnis.").
     opens = asked.reason and sentences.neighbour(chunk, span, -1) is None
     goes_on = after and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text) or opens)
-    wants_more = asked.overview or asked.parts or asked.reason
+    wants_more = asked.overview or bool(asked.parts) or asked.reason
     if goes_on and after not in chosen:
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
         if gained or wants_more:
@@ -544,7 +550,9 @@ def select_evidence(
 
 
 # A name's earlier parts: a capitalised word, with a nobiliary particle or none, before another.
-_NAME_PART = re.compile(r"\b([A-ZÄÖÜ][\w-]+)\s+(?:(?:von|van|de|zu|du|da|di|ten|ter)\s+)?(?=([A-ZÄÖÜ][\w-]+))")
+_NAME_PART = re.compile(r"(?<![\w-])([A-ZÄÖÜ][\w-]+)\s+(?:(?:von|van|de|zu|du|da|di|ten|ter)\s+)?(?=([A-ZÄÖÜ][\w-]+))")
+# After an article or a determiner it is a noun with its adjective ("der Berliner Vertrag").
+_DETERMINER_BEFORE = re.compile(r"\b(?:der|die|das|den|dem|des|ein|eine[mnrs]?|the|a|an)\s+$", re.IGNORECASE)
 
 
 def with_full_names(asked: Asked, texts: Iterable[str]) -> Asked:
@@ -554,14 +562,13 @@ def with_full_names(asked: Asked, texts: Iterable[str]) -> Asked:
 
     >>> sorted(with_full_names(analyse("Was Ossietzky acquitted?"), ["Der Chefredakteur Carl von Ossietzky kam."]).tokens)
     ['acquitted', 'carl', 'ossietzky']
+    >>> sorted(with_full_names(analyse("Welcher Vertrag kam?"), ["Der Berliner Vertrag kam."]).tokens)
+    ['kam', 'vertrag']
     """
-    parts = {t for text in texts for first, last in _NAME_PART.findall(text)
-             if _matches_any(tokenize(last), asked.tokens) for t in tokenize(first)}
+    parts = {t for text in texts for m in _NAME_PART.finditer(text)
+             if not asked.tokens.isdisjoint(tokenize(m.group(2))) and not _DETERMINER_BEFORE.search(text, 0, m.start())
+             for t in tokenize(m.group(1))}
     return replace(asked, tokens=asked.tokens | parts)
-
-
-def _matches_any(tokens: list[str], have: frozenset[str]) -> bool:
-    return any(t in have for t in tokens)
 
 
 def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:

@@ -170,7 +170,7 @@ def test_a_bare_name_from_a_sentence_about_something_else_is_no_answer(article):
     # Ossietzky was editor-in-chief of another paper; the Guardian sentence is also in the evidence.
     wrong = ask(article, "Wer war Chefredakteur des Guardian, als die Zeitung 1926 die Zusammenarbeit enthüllte?",
                 "Carl von Ossietzky")
-    assert not wrong.answer.startswith("Carl von Ossietzky"), wrong.answer
+    assert wrong.refused and not wrong.answer.startswith("Carl von Ossietzky") and "Guardian" in wrong.answer, wrong.answer
     # The sentence before names what was asked about: the name beside it answers.
     right = ask(article, "Wer schrieb den Artikel „Windiges in der deutschen Luftfahrt“?", "Walter Kreiser")
     assert right.answer.startswith("Walter Kreiser [") and not right.refused, right.answer
