@@ -526,7 +526,8 @@ def select_evidence(
     # or asks why, how, or what followed: the best sentence matches the question's premise, and the
     # reason follows it, or follows a paragraph's opening claim ("… war ein offenes Geheimnis.").
     opens = asked.reason and sentences.neighbour(chunk, span, -1) is None
-    goes_on = after and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text) or opens)
+    goes_on = after and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text) or opens
+                         or _names_again(after[1].text, span.text))
     wants_more = asked.overview or bool(asked.parts) or asked.reason
     if goes_on and after not in chosen:
         gained = {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
@@ -569,6 +570,20 @@ def with_full_names(asked: Asked, texts: Iterable[str]) -> Asked:
              if not asked.tokens.isdisjoint(tokenize(m.group(2))) and not _DETERMINER_BEFORE.search(text, 0, m.start())
              for t in tokenize(m.group(1))}
     return replace(asked, tokens=asked.tokens | parts)
+
+
+_DEFINITE_OPENING = re.compile(r"^(?:der|die|das|the)\s+([A-ZÄÖÜa-zäöü][\w-]+)", re.IGNORECASE)
+
+
+def _names_again(sentence: str, before: str) -> bool:
+    """The sentence opens by naming again, with a definite article, what the one before named
+    ("… im Vertrag von Rapallo." — "Der Vertrag selbst sah …"): it goes on about the same thing.
+
+    >>> _names_again("Der Vertrag selbst sah nichts vor.", "Es folgte der Vertrag von Rapallo."), _names_again("Die Zeitung schrieb.", "Es folgte der Vertrag.")
+    (True, False)
+    """
+    opening = _DEFINITE_OPENING.match(sentence)
+    return bool(opening) and not set(tokenize(opening.group(1))).isdisjoint(tokenize(before))
 
 
 def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:

@@ -95,6 +95,21 @@ def test_each_part_of_a_question_that_asks_several_things_gets_its_sentence():
     assert both == sentences  # the first part's sentences, the second's, and the one it leans on
 
 
+@pytest.mark.parametrize("after,joins", [("Der Vertrag selbst regelte nur Reparationen.", True),
+                                         ("Die Zeitung schrieb darüber nichts.", False)])
+def test_a_sentence_that_names_again_what_the_best_one_named_goes_on_from_it(after, joins):
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    sentences = ["Man dachte an Schweden.", "Stattdessen folgte der Vertrag von Rapallo.", after]
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[1]), (0.3, chunk, spans[0]), (0.2, chunk, spans[2])]
+    chosen = select_evidence(analyse("Was stand im Vertrag von Rapallo, und was fehlte?"), ranked, Sentences([chunk])).texts
+    assert (after in chosen) == joins and sentences[1] in chosen, chosen
+
+
 @pytest.mark.parametrize("sentences", [
     ["Die Sache war ein offenes Geheimnis.", "Eine Zeitung schrieb 1929 darüber."],  # the paragraph's opening claim
     ["Es gab Versuche.", "Zwei Projekte sind nennenswert.", "Erkenntnisse aus diesen Projekten wurden genutzt."],
