@@ -785,7 +785,8 @@ def _near_copy(claim: str, found: list[tuple[Chunk, Any]], share: float = Settin
     words = tokenize(claim)
     if len(words) <= 3:
         return False
-    return any(sum(_said(w, set(tokenize(s.text))) for w in words) / len(words) >= share for _, s in found)
+    sources = [set(tokenize(s.text)) for _, s in found]
+    return any(sum(_said(w, source) for w in words) / len(words) >= share for source in sources)
 
 
 def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]], across: bool = False) -> bool:
@@ -811,7 +812,8 @@ def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]], acro
         return False
     if across:  # an echo in another language than the text's: no word check can show who did what,
         return negated(claim) == asked.negated  # so only a denial stands (the verdict checks it)
-    return not any(all(_said(t, set(tokenize(s.text))) for t in tokenize(claim)) for _, s in found)
+    words = tokenize(claim)
+    return not any(all(_said(t, source) for t in words) for source in (set(tokenize(s.text)) for _, s in found))
 
 
 def _said(token: str, said: set[str]) -> bool:

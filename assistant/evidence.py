@@ -45,6 +45,7 @@ _OPENERS = _PREPOSITIONS | set(
 # A short question that opens with an article and holds no verb is a fragment ("Und der andere?",
 # "And the other one?"), not a yes/no question.
 _ARTICLES = {"der", "die", "das", "den", "dem", "des", "ein", "eine", "einen", "einem", "eines", "the", "a", "an"}
+_PREPOSITION_ALTERNATION = "|".join(sorted(_PREPOSITIONS))
 # Nouns that speak about the text itself, never a topic ("die Angabe", "the statement").
 ABOUT_THE_TEXT = set(
     """aussage aussagen angabe angaben behauptung information informationen satz abschnitt text stelle
@@ -88,14 +89,14 @@ _W_PATTERN = re.compile(rf"\b(?:{W_ALTERNATION})\b", re.IGNORECASE)
 # (A preposition only after "und": ", in welcher …" opens a relative clause.)
 _NEXT_PART = re.compile(
     rf"(?:,|\b(?:und|and|oder|or))\s+(?:{W_ALTERNATION})\b"
-    rf"|\b(?:und|and|oder|or)\s+(?:{'|'.join(sorted(_PREPOSITIONS))})\s+(?:{W_ALTERNATION})\b",
+    rf"|\b(?:und|and|oder|or)\s+(?:{_PREPOSITION_ALTERNATION})\s+(?:{W_ALTERNATION})\b",
     re.IGNORECASE,
 )
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
 # "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
 _FRAMED = re.compile(
     rf"\b(?:me|us|mir|uns|know|wonder|wissen|weiß|weißt|wisst|sagen|sag|erklären|erkläre|verraten|verrate)"
-    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:(?:{'|'.join(_PREPOSITIONS)})\s+)?(?:{W_ALTERNATION})\b",
+    rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:(?:{_PREPOSITION_ALTERNATION})\s+)?(?:{W_ALTERNATION})\b",
     re.IGNORECASE,
 )
 _EXPECTS_NUMBER = re.compile(
@@ -552,8 +553,9 @@ def select_evidence(
 
 # A name's earlier parts: a capitalised word, with a nobiliary particle or none, before another.
 _NAME_PART = re.compile(r"(?<![\w-])([A-ZÄÖÜ][\w-]+)\s+(?:(?:von|van|de|zu|du|da|di|ten|ter)\s+)?(?=([A-ZÄÖÜ][\w-]+))")
-# After an article or a determiner it is a noun with its adjective ("der Berliner Vertrag").
-_DETERMINER_BEFORE = re.compile(r"\b(?:der|die|das|den|dem|des|ein|eine[mnrs]?|the|a|an)\s+$", re.IGNORECASE)
+# After an article it is a noun with its adjective ("der Berliner Vertrag"; "einer" too, which opens
+# no fragment question and so is not among ``_ARTICLES``).
+_DETERMINER_BEFORE = re.compile(rf"\b(?:{'|'.join(sorted(_ARTICLES | {'einer'}))})\s+$", re.IGNORECASE)
 
 
 def with_full_names(asked: Asked, texts: Iterable[str]) -> Asked:
