@@ -181,7 +181,8 @@ def rank_sentences(
 
     The score is the cosine similarity of query and sentence plus a share of the query's content
     words that the sentence contains; it picks evidence for the prompt and extractive answers.
-    Without ``embeddings`` (while the embedder loads) the share of words alone ranks. ``words``
+    Without ``embeddings`` (while the embedder loads) the share of words alone ranks, in full
+    (on the cosine's scale, so that the margins of evidence choice mean the same). ``words``
     join the query's own in that share. A ``context`` (a follow-up's topic) is scored the same way
     and averaged in at ``context_weight``.
     """
@@ -191,6 +192,7 @@ def rank_sentences(
     texts = [s.text for _, s in spans]
     vectors = embeddings.embed_documents(texts) if embeddings is not None else None
     sentence_words = [set(tokenize(t)) for t in texts]
+    lexical_weight = lexical_weight if vectors is not None else 1.0
 
     def scores(text: str, more: str = "") -> list[float]:
         meaning = [0.0] * len(spans)

@@ -315,34 +315,43 @@ class ChatHandlers:
             messages.append({"role": "assistant", "content": f"Hinweis: {notice}", "metadata": {"title": "Hinweis"}})
         messages.append({"role": "assistant", "content": "…"})
         yield list(messages), list(answers)
-        quick = False
-        if not self.service.is_ready():
-            # Starting: a conversation's first question is answered as soon as the model is there,
-            # from keywords; a later one waits for the embedder (keywords alone lost a follow-up).
+        starting = not self.service.is_ready()
+        if starting:
             messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
             yield list(messages), list(answers)
-            if history:
-                self.service.is_ready(timeout=STARTUP_WAIT)
-            else:
+            if not history:
                 self.service.can_answer_quick(timeout=STARTUP_WAIT)
-            quick = not self.service.is_ready()
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
-            evidence, next_draft = "", 0.0
-            for kind, value in chain.stream(text, history, int(k) if k else None, doc or None, quick=quick):
-                if kind == "evidence":  # sources first, clearly marked as what the answer will rest on
-                    evidence = f"{render_answer(value)}<br><small>{PENDING}</small>"
-                    messages[-1] = {"role": "assistant", "content": evidence}
+            # Starting: a conversation's first question is answered as soon as the model is there,
+            # from keywords; a later one waits for the embedder (keywords alone lost a follow-up),
+            # and so does one that keywords cannot serve (``AnswerChain.suits_quick``).
+            quick = starting and not history and chain.suits_quick(text) and not self.service.is_ready()
+            if starting and not quick:
+                self.service.is_ready(timeout=STARTUP_WAIT)
+            result = None
+            while result is None:
+                evidence, next_draft = "", 0.0
+                for kind, value in chain.stream(text, history, int(k) if k else None, doc or None, quick=quick):
+                    if kind == "evidence":  # sources first, clearly marked as what the answer will rest on
+                        evidence = f"{render_answer(value)}<br><small>{PENDING}</small>"
+                        messages[-1] = {"role": "assistant", "content": evidence}
+                        yield list(messages), list(answers)
+                    elif kind == "token":  # the model's draft, visibly unchecked until verified
+                        if time.perf_counter() < next_draft:
+                            continue
+                        next_draft = time.perf_counter() + DRAFT_EVERY
+                        draft = f"<small><i>{DRAFT} {html.escape(MARKER.sub('', value))} ▌</i></small>"
+                        messages[-1] = {"role": "assistant", "content": f"{evidence}<br>{draft}" if evidence else draft}
+                        yield list(messages), list(answers)
+                    else:
+                        result = value.to_dict()
+                if quick and result["refused"]:
+                    # Keywords found nothing that answers: the meaning search may; a refusal waits for it.
+                    messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
                     yield list(messages), list(answers)
-                elif kind == "token":  # the model's draft, visibly unchecked until verified
-                    if time.perf_counter() < next_draft:
-                        continue
-                    next_draft = time.perf_counter() + DRAFT_EVERY
-                    draft = f"<small><i>{DRAFT} {html.escape(MARKER.sub('', value))} ▌</i></small>"
-                    messages[-1] = {"role": "assistant", "content": f"{evidence}<br>{draft}" if evidence else draft}
-                    yield list(messages), list(answers)
-                else:
-                    result = value.to_dict()
+                    self.service.is_ready(timeout=STARTUP_WAIT)
+                    quick, result = False, None
         except AssistantError as exc:
             messages[-1] = {"role": "assistant", "content": f"Fehler: {html.escape(str(exc))}"}
             yield list(messages), list(answers)

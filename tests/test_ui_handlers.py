@@ -7,7 +7,7 @@ from helpers import ARTICLE
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from assistant.chain import AnswerChain
+from assistant.chain import Answer, AnswerChain
 from assistant.corpus import read_document
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store
@@ -163,3 +163,34 @@ def test_a_follow_up_typed_during_start_up_waits_for_the_embedder(service):
                {"role": "assistant", "content": "In Lipezk [1]."}]
     steps = list(ChatHandlers(service).respond("Und wie viele?", history))
     assert "Stichwörtern" not in steps[-1][1][-1]["notice"]
+
+
+def test_a_question_in_another_language_than_the_text_waits_for_the_embedder_during_start_up(service):
+    import threading
+
+    service._ready.clear()  # the model is there, the embedder not yet: English needs its word bridge
+    threading.Timer(0.3, service._ready.set).start()
+    steps = list(ChatHandlers(service).respond("Where were the pilots trained?", []))
+    assert "keywords" not in steps[-1][1][-1]["notice"] and service.is_ready()
+
+
+def test_a_quick_refusal_during_start_up_waits_for_the_embedder_and_answers_again(service, monkeypatch):
+    import threading
+
+    chain = service._chains["fake"]
+    calls = []
+    real = chain.stream
+
+    def refuses_quick(question, history=None, k=None, doc=None, quick=False):
+        calls.append(quick)
+        if quick:  # keywords found nothing
+            yield "answer", Answer(question, question, "Dazu steht im Artikel nichts.", [], True, "fake", "de")
+            return
+        yield from real(question, history, k, doc, quick=quick)
+
+    monkeypatch.setattr(chain, "stream", refuses_quick)
+    service._ready.clear()
+    threading.Timer(0.3, service._ready.set).start()
+    steps = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))
+    assert calls == [True, False]
+    assert not steps[-1][1][-1]["refused"] and "Lipezk" in steps[-1][1][-1]["answer"]
