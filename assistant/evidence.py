@@ -22,15 +22,10 @@ from dataclasses import dataclass, replace
 
 from .chunking import Chunk, Span
 from .corpus import split_sentences
-from .lexical import normalise, tokenize
+from .lexical import ASKING as _W_TOKENS
+from .lexical import W_WORDS, tokenize
 from .settings import Settings
 
-W_WORDS = set(
-    """wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher welches
-    welchen welchem womit wodurch wofür worüber wozu woran worauf wovon inwiefern who whom whose
-    what when where why how which wieviel wieviele""".split()
-)
-_W_TOKENS = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much"})
 _PREPOSITIONS = set(
     """in im an am auf aus bei mit nach von vom vor zu zum zur unter über durch für gegen ohne um
     seit zwischen bis ab on at from by with for to under since during between während laut gemäß

@@ -19,7 +19,7 @@ from pydantic import ConfigDict, PrivateAttr
 from . import AssistantError
 from .chunking import Chunk, Span
 from .embeddings import cosine
-from .lexical import LexicalIndex, tokenize
+from .lexical import ASKING, LexicalIndex, tokenize
 from .settings import Settings
 from .store import Store
 
@@ -199,7 +199,7 @@ def rank_sentences(
         if vectors is not None:
             qv = embeddings.embed_query(text)
             meaning = [cosine(qv, v) for v in vectors]
-        qtok = set(tokenize(f"{text} {more}"))
+        qtok = set(tokenize(f"{text} {more}")) - ASKING
         return [similar + lexical_weight * (len(qtok & held) / len(qtok) if qtok else 0.0)
                 for similar, held in zip(meaning, sentence_words)]
 

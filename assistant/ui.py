@@ -34,9 +34,9 @@ ALL_DOCUMENTS = "Alle Dokumente"
 # The draft is redrawn at most this often: redrawing the page at every token took CPU from the
 # model on 2 cores (`make bench-chat`).
 DRAFT_EVERY = 0.3
-# A first question typed while the app starts waits for the model (~2 s) and is answered from
-# keywords while the embedder loads (~8 s more); a full answer beside the embedder's loading slowed
-# both, and the next questions too, on 2 cores (`make bench-chat`). Later questions wait for it.
+# A question typed while the app starts waits for the model (~2 s) and is answered from keywords
+# while the embedder loads (~8 s more); a full answer beside the embedder's loading slowed both, and
+# the next questions too, on 2 cores (`make bench-chat`).
 STARTING = "Das Modell lädt noch (nach einem Neustart wenige Sekunden); die Frage wird danach beantwortet …"
 STARTUP_WAIT = 300
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
@@ -319,14 +319,14 @@ class ChatHandlers:
         if starting:
             messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
             yield list(messages), list(answers)
-            if not history:
-                self.service.can_answer_quick(timeout=STARTUP_WAIT)
+            self.service.can_answer_quick(timeout=STARTUP_WAIT)
         try:
             chain = self.service.chain(backend or self.service.settings.backend)
-            # Starting: a conversation's first question is answered as soon as the model is there,
-            # from keywords; a later one waits for the embedder (keywords alone lost a follow-up),
-            # and so does one that keywords cannot serve (``AnswerChain.suits_quick``).
-            quick = starting and not history and chain.suits_quick(text) and not self.service.is_ready()
+            # Starting: a question is answered as soon as the model is there, from keywords, unless
+            # keywords cannot serve it (``AnswerChain.suits_quick``): then it waits for the embedder,
+            # as a refusal from keywords does below. Dev follow-ups (18): 17 right this way, as with
+            # the embedder; keywords alone for all of them 10 (English ones and refusals lost).
+            quick = starting and chain.suits_quick(text) and not self.service.is_ready()
             if starting and not quick:
                 self.service.is_ready(timeout=STARTUP_WAIT)
             result = None
