@@ -374,8 +374,9 @@ class AnswerChain:
         best_dense = max((d.metadata["dense_score"] for d in docs), default=0.0)
         best_lexical = max((d.metadata["lexical_score"] for d in docs), default=0.0)
         # Off-topic: nothing scores, and the question uses a word the corpus does not know (a short
-        # question made only of the text's own words, "Was war Kama?", always gets an answer).
-        words = tokenize(rewritten)
+        # question made only of the text's own words, "Was war Kama?", always gets an answer). A
+        # follow-up's words are its own and the question's before it, not those that join them.
+        words = tokenize(question if rewritten == question else f"{question} {history[-1][0]}")
         known = bool(words) and all(self._vocabulary().knows(t) for t in words)
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:
