@@ -47,7 +47,7 @@ from .evidence import (
     with_full_names,
     with_years,
 )
-from .lexical import same_word, tokenize
+from .lexical import ASKING, same_word, tokenize
 from .retrieval import HybridRetriever, rank_sentences, validate_query
 from .settings import PROMPTS_DIR, Settings
 
@@ -282,6 +282,7 @@ class AnswerChain:
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
         self._words: Vocabulary | None = None
+        self._cited_words: Vocabulary | None = None
         self._word_list: list[str] | None = None
         self._word_vectors: np.ndarray | None = None
         self._language: str | None = None
@@ -376,8 +377,11 @@ class AnswerChain:
         # Off-topic: nothing scores, and the question uses a word the corpus does not know (a short
         # question made only of the text's own words, "Was war Kama?", always gets an answer). A
         # follow-up's words are its own and the question's before it, not those that join them.
-        words = tokenize(question if rewritten == question else f"{question} {history[-1][0]}")
-        known = bool(words) and all(self._vocabulary().knows(t) for t in words)
+        # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
+        # ones the passage must hold, and the words of the Einzelnachweise are known words.
+        about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
+        words = set(tokenize(question if rewritten == question else f"{question} {history[-1][0]}")) - ASKING
+        known = bool(words) and all(self._vocabulary(references=bool(about_source)).knows(t) for t in words)
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
@@ -386,15 +390,12 @@ class AnswerChain:
         # Evidence must match what is asked now: a follow-up's sentences are ranked by the follow-up
         # itself, not by the searched text that carries the question before it.
         asked = analyse(question, lang)
-        # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
-        # ones the passage must hold.
-        about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
             asked = replace(asked, yes_no=False, number=False, date=False)
         # A follow-up's "ihm", "dort" point at what the previous answer named: it joins the topic.
         topic = f"{rewritten} {parse_markers(history[-1][1])[0]}" if rewritten != question else rewritten
-        ranked, evidence = self._choose(question, asked, chunks, quick, context=topic, words=bridge)
+        ranked, evidence = self._choose(question, asked, chunks, quick, context=topic, words=bridge, sources=bool(about_source))
         evidence, span = with_years(question, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
@@ -404,7 +405,7 @@ class AnswerChain:
             yield "answer", finish(text, False, footnotes)
             return
         strong = coverage(asked, evidence.texts) >= self.settings.min_coverage_over_model
-        unfamiliar = self._unfamiliar(asked, lang)
+        unfamiliar = self._unfamiliar(asked, lang, sources=bool(about_source))
         # Unfamiliar words and weak evidence together: no quote can answer this. Evidence close to
         # the question in meaning says it in the text's own words ("Gefängnis": "Haftstrafe"),
         # unless a person or place is asked for: closeness does not show the sentence names them.
@@ -565,9 +566,11 @@ class AnswerChain:
     # -- evidence and answerability ----------------------------------------------------------------
     def _choose(
         self, focus: str, asked: Asked, chunks: list[Chunk], quick: bool = False, context: str = "", words: str = "",
+        sources: bool = False,
     ) -> tuple[list, Evidence]:
         """The passages' sentences ranked against ``focus`` (and ``words``, by their share only), and
-        the evidence chosen from them.
+        the evidence chosen from them. Asked about ``sources``, a sentence holds the words of its
+        Einzelnachweise as well ("Wie heißt Johnsons Werk …?" finds the sentences he is cited for).
 
         A follow-up's ``context`` (what was searched, the follow-up with the question before it,
         and the previous answer, whose people and places its "ihm", "dort" point at: one more
@@ -577,7 +580,7 @@ class AnswerChain:
         embeddings = None if quick else self.retriever.store.embeddings
         weight = self.settings.sentence_lexical_weight
         context = context if context != focus else ""
-        ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words)
+        ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words, sources)
         # Each later part of a question that asks several things ("…, und was wurde daraus?") is
         # ranked by itself, with the whole question as its context (its "es", "daraus" point there).
         also = [best[1:] for part in asked.parts
@@ -591,7 +594,13 @@ class AnswerChain:
             self._sentence_index = Sentences(self.retriever.chunks)
         return self._sentence_index
 
-    def _vocabulary(self) -> Vocabulary:
+    def _vocabulary(self, references: bool = False) -> Vocabulary:
+        """The corpus's words; with ``references``, those of its Einzelnachweise as well."""
+        if references:
+            if self._cited_words is None:
+                cited = {text for c in self.retriever.chunks for text in c.references.values()}
+                self._cited_words = Vocabulary([*(c.text for c in self.retriever.chunks), *cited])
+            return self._cited_words
         if self._words is None:
             self._words = Vocabulary(c.text for c in self.retriever.chunks)
         return self._words
@@ -641,10 +650,11 @@ class AnswerChain:
         for "wie viele", a date for "wann"), when that is the one thing asked."""
         return bool(evidence.items) and fits_type(asked, evidence.texts)
 
-    def _unfamiliar(self, asked: Asked, lang: str) -> bool:
+    def _unfamiliar(self, asked: Asked, lang: str, sources: bool = False) -> bool:
         """A German question names a noun or name that the corpus never uses: a hint, not proof,
-        that the text does not answer (weighed with the model's own judgement)."""
-        return lang == "de" and bool(unknown_terms(asked.text, self._vocabulary()))
+        that the text does not answer (weighed with the model's own judgement). A question about
+        ``sources`` may use the words of the Einzelnachweise too ("Wie heißt Johnsons Werk …?")."""
+        return lang == "de" and bool(unknown_terms(asked.text, self._vocabulary(references=sources)))
 
     def _invents(self, claim: str, asked: Asked, reply: str) -> bool:
         """A claim in the text's own language that uses a word neither the text nor the question

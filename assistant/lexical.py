@@ -212,4 +212,4 @@ class LexicalIndex:
         return [(self.ids[i], float(scores[i])) for i in top]
 
 
-ASKING = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much"})
+ASKING = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much", "heißt", "hieß", "heißen", "hießen"})

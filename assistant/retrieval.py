@@ -175,7 +175,7 @@ def validate_query(text: str, limit: int) -> str:
 
 def rank_sentences(
     query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default,
-    context: str = "", context_weight: float = 0.0, words: str = "",
+    context: str = "", context_weight: float = 0.0, words: str = "", references: bool = False,
 ) -> list[tuple[float, Chunk, Span]]:
     """Every sentence of ``chunks`` scored against the query, best first.
 
@@ -184,7 +184,8 @@ def rank_sentences(
     Without ``embeddings`` (while the embedder loads) the share of words alone ranks, in full
     (on the cosine's scale, so that the margins of evidence choice mean the same). ``words``
     join the query's own in that share. A ``context`` (a follow-up's topic) is scored the same way
-    and averaged in at ``context_weight``.
+    and averaged in at ``context_weight``. With ``references`` (a question about sources) the words
+    of a sentence's Einzelnachweise count as its own.
     """
     spans = [(c, s) for c in chunks for s in c.spans]
     if not spans:
@@ -192,6 +193,9 @@ def rank_sentences(
     texts = [s.text for _, s in spans]
     vectors = embeddings.embed_documents(texts) if embeddings is not None else None
     sentence_words = [set(tokenize(t)) for t in texts]
+    if references:
+        sentence_words = [held | {t for n in s.footnotes for t in tokenize(c.references.get(n, ""))}
+                          for held, (c, s) in zip(sentence_words, spans)]
     lexical_weight = lexical_weight if vectors is not None else 1.0
 
     def scores(text: str, more: str = "") -> list[float]:

@@ -217,6 +217,8 @@ SECOND_DOCUMENT = [
     # text's own words; asked for a person the text does not name, still refused.
     ("Aus welchem Grund scheute der Gemeinderat die Übernahme der Lesehalle?", ["Kosten"], False),
     ("Wer war der Chauffeur der Fahrbücherei?", [], True),
+    # An author whom only the Einzelnachweise name: the sentences he is cited for, and his book.
+    ("Wie heißt Jörg Hansens Buch über die Fahrbücherei?", ["Erinnerungen eines Fahrers"], False),
 ]
 
 
