@@ -103,3 +103,18 @@ def test_readme_backend_table_names_every_backend():
     section = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Backends\n", 1)[1]
     rows = section.strip().split("\n\n", 1)[0].splitlines()[2:]
     assert {re.match(r"\| `(\w+)", row).group(1) for row in rows} == set(backends.PROVIDERS)
+
+
+def test_the_local_model_passes_on_a_cut_by_the_token_limit(monkeypatch):
+    from langchain_core.messages import HumanMessage
+
+    class Llama:  # what llama-cpp-python streams when max_tokens stops the answer mid-sentence
+        def create_chat_completion(self, messages, **kwargs):
+            yield {"choices": [{"delta": {"content": "Der Vertrag"}, "finish_reason": None}]}
+            yield {"choices": [{"delta": {"content": " regelte die"}, "finish_reason": None}]}
+            yield {"choices": [{"delta": {}, "finish_reason": "length"}]}
+
+    monkeypatch.setattr(backends, "_prompt_tokens_evaluated", lambda llama: 0)
+    parts = list(backends.LlamaCppChat(llama=Llama(), model_name="fake").stream([HumanMessage("?")]))
+    assert "".join(str(p.content) for p in parts) == "Der Vertrag regelte die"
+    assert [p.response_metadata["finish_reason"] for p in parts if p.response_metadata.get("finish_reason")] == ["length"]
