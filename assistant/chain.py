@@ -30,7 +30,6 @@ from .evidence import (
     ABOUT_THE_TEXT,
     ACCORDING_TO,
     W_ALTERNATION,
-    W_WORDS,
     Asked,
     Evidence,
     Sentences,
@@ -47,7 +46,7 @@ from .evidence import (
     with_full_names,
     with_years,
 )
-from .lexical import ASKING, same_word, tokenize
+from .lexical import ASKING, W_WORDS, same_word, tokenize
 from .retrieval import HybridRetriever, rank_sentences, validate_query
 from .settings import PROMPTS_DIR, Settings
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from .chunking import Chunk, Span
 from .corpus import split_sentences
-from .lexical import ASKING as _W_TOKENS
+from .lexical import ASKING as ASKING
 from .lexical import W_WORDS, tokenize
 from .settings import Settings
 
@@ -239,7 +239,7 @@ def analyse(question: str, lang: str = "") -> Asked:
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
-        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - _W_TOKENS,
+        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - ASKING,
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
@@ -277,11 +277,13 @@ def stands_alone(question: str) -> bool:
     (True, False)
     >>> stands_alone("Und wie viele?"), stands_alone("Where were the German pilots trained?")
     (False, True)
+    >>> stands_alone("Wie hieß der Autor?"), stands_alone("Wie hieß der Autor des Artikels von 1929?")
+    (False, True)
     """
     words = re.findall(r"[\wÄÖÜäöüß]+", question)
     if not words or words[0].lower() in _CONJUNCTIONS or _ANAPHORA.search(question):
         return False
-    return len(set(tokenize(question)) - _W_TOKENS) >= 2
+    return len(set(tokenize(question)) - ASKING) >= 2
 
 
 def negated(text: str) -> bool:
@@ -678,7 +680,7 @@ def with_years(question: str, evidence: Evidence, ranked: Sequence[tuple[float, 
 
     candidates = list(evidence.items) + [(c, s) for _, c, s in ranked[:depth]]
     if not _APART.search(question):
-        asked = set(tokenize(question)) - _W_TOKENS
+        asked = set(tokenize(question)) - ASKING
         for chunk, sentence in candidates:
             if asked & set(tokenize(sentence.text)) and (span := year_span(question, [sentence.text])):
                 return adding(chunk, sentence), span

@@ -67,12 +67,15 @@ def normalise(word: str) -> str:
     return stem[:-3] if stem.endswith("ung") and len(stem) >= 7 else stem
 
 
-# The words that ask ("wer", "wann", "wie viele", "how many"): a question's own, not what it is about.
+# The question words ("wer", "wann", "how"), as written.
 W_WORDS = frozenset(
     """wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher welches
     welchen welchem womit wodurch wofür worüber wozu woran worauf wovon inwiefern who whom whose
     what when where why how which wieviel wieviele""".split()
 )
+# The words that ask, normalised: the question words and those that join them ("wie viele", "how
+# many", "wie heißt"): a question's own, not what it is about.
+ASKING = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much", "heißt", "hieß", "heißen", "hießen"})
 
 
 def tokenize(text: str) -> list[str]:
@@ -210,6 +213,3 @@ class LexicalIndex:
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in top]
-
-
-ASKING = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "much", "heißt", "hieß", "heißen", "hießen"})

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     fusion_lexical_weight: float = Field(0.7, description="weight of the BM25 ranking against the dense one in reciprocal rank fusion (retrieval recall@5 on the dev split)", json_schema_extra=THRESHOLD)
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant (Cormack et al. 2009; not tuned)", json_schema_extra=THRESHOLD)
     followup_context_weight: float = Field(0.5, description="weight of what a follow-up searched (it, the question before it and the previous answer) against the follow-up's own when its sentences are ranked (follow-ups on the dev split)", json_schema_extra=THRESHOLD)
-    sentence_lexical_weight: float = Field(0.3, description="share of the question's words a sentence holds, added to its cosine when evidence is ranked (evidence choice on the dev split)", json_schema_extra=THRESHOLD)
+    sentence_lexical_weight: float = Field(0.3, description="share of the question's words a sentence holds, added to its cosine when evidence is ranked (evidence choice on the dev split); while the embedder loads the share alone ranks, in full", json_schema_extra=THRESHOLD)
     second_fact_margin: float = Field(
         0.25, description="a second evidence sentence that covers more of the question may score this far below the best (dev split: 0.25 beat 0.15 by one item)", json_schema_extra=THRESHOLD
     )

@@ -35,8 +35,9 @@ ALL_DOCUMENTS = "Alle Dokumente"
 # model on 2 cores (`make bench-chat`).
 DRAFT_EVERY = 0.3
 # A question typed while the app starts waits for the model (~2 s) and is answered from keywords
-# while the embedder loads (~8 s more); a full answer beside the embedder's loading slowed both, and
-# the next questions too, on 2 cores (`make bench-chat`).
+# while the embedder loads (~8 s more), unless keywords cannot serve it (another language than the
+# text's, or a refusal: ``ChatHandlers.respond``); a full answer beside the embedder's loading
+# slowed both, and the next questions too, on 2 cores (`make bench-chat`).
 STARTING = "Das Modell lädt noch (nach einem Neustart wenige Sekunden); die Frage wird danach beantwortet …"
 STARTUP_WAIT = 300
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
@@ -325,14 +326,14 @@ class ChatHandlers:
             # Starting: a question is answered as soon as the model is there, from keywords, unless
             # keywords cannot serve it (``AnswerChain.suits_quick``): then it waits for the embedder,
             # as a refusal from keywords does below. Dev follow-ups (18): 17 right this way, as with
-            # the embedder; keywords alone for all of them 10 (English ones and refusals lost).
+            # the embedder; keywords alone for all of them 11 (English ones and refusals lost).
             quick = starting and chain.suits_quick(text) and not self.service.is_ready()
             if starting and not quick:
                 self.service.is_ready(timeout=STARTUP_WAIT)
-            result = None
-            while result is None:
+            result: dict[str, Any] = {}
+            for keywords in (True, False) if quick else (False,):
                 evidence, next_draft = "", 0.0
-                for kind, value in chain.stream(text, history, int(k) if k else None, doc or None, quick=quick):
+                for kind, value in chain.stream(text, history, int(k) if k else None, doc or None, quick=keywords):
                     if kind == "evidence":  # sources first, clearly marked as what the answer will rest on
                         evidence = f"{render_answer(value)}<br><small>{PENDING}</small>"
                         messages[-1] = {"role": "assistant", "content": evidence}
@@ -346,12 +347,12 @@ class ChatHandlers:
                         yield list(messages), list(answers)
                     else:
                         result = value.to_dict()
-                if quick and result["refused"]:
-                    # Keywords found nothing that answers: the meaning search may; a refusal waits for it.
-                    messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
-                    yield list(messages), list(answers)
-                    self.service.is_ready(timeout=STARTUP_WAIT)
-                    quick, result = False, None
+                if not (keywords and result.get("refused")):
+                    break
+                # Keywords found nothing that answers: the meaning search may; a refusal waits for it.
+                messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
+                yield list(messages), list(answers)
+                self.service.is_ready(timeout=STARTUP_WAIT)
         except AssistantError as exc:
             messages[-1] = {"role": "assistant", "content": f"Fehler: {html.escape(str(exc))}"}
             yield list(messages), list(answers)

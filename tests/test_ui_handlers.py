@@ -134,6 +134,8 @@ def test_a_question_typed_during_start_up_is_answered_from_keywords_once_the_mod
 
     from assistant.ui import STARTING
 
+    monkeypatch.setattr("assistant.ui.STARTUP_WAIT", 2)  # a keyword refusal would wait: fail, not hang
+
     def no_embedder(*args, **kwargs):
         raise AssertionError("a quick answer must not use the embedder")
 
@@ -154,9 +156,10 @@ def test_a_question_typed_during_start_up_is_answered_from_keywords_once_the_mod
     assert "Stichwörtern" not in steps[-1][1][-1]["notice"]  # once started, answers are whole again
 
 
-def test_a_follow_up_typed_during_start_up_is_answered_from_keywords_too(service):
+def test_a_follow_up_typed_during_start_up_is_answered_from_keywords_too(service, monkeypatch):
     import threading
 
+    monkeypatch.setattr("assistant.ui.STARTUP_WAIT", 2)
     service._ready.clear()  # the model is there (_model_ready), the embedder not yet
     timer = threading.Timer(5, service._ready.set)
     timer.start()
