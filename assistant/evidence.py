@@ -22,8 +22,7 @@ from dataclasses import dataclass, replace
 
 from .chunking import Chunk, Span
 from .corpus import split_sentences
-from .lexical import ASKING as ASKING
-from .lexical import W_WORDS, tokenize
+from .lexical import ASKING, W_WORDS, tokenize
 from .settings import Settings
 
 _PREPOSITIONS = set(

@@ -317,8 +317,9 @@ class ChatHandlers:
         messages.append({"role": "assistant", "content": "…"})
         yield list(messages), list(answers)
         starting = not self.service.is_ready()
+        waiting = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
         if starting:
-            messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
+            messages[-1] = waiting
             yield list(messages), list(answers)
             self.service.can_answer_quick(timeout=STARTUP_WAIT)
         try:
@@ -350,7 +351,7 @@ class ChatHandlers:
                 if not (keywords and result.get("refused")):
                     break
                 # Keywords found nothing that answers: the meaning search may; a refusal waits for it.
-                messages[-1] = {"role": "assistant", "content": f"<small>{STARTING}</small>"}
+                messages[-1] = waiting
                 yield list(messages), list(answers)
                 self.service.is_ready(timeout=STARTUP_WAIT)
         except AssistantError as exc:
