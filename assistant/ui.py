@@ -45,6 +45,7 @@ DRAFT = "Entwurf, noch ungeprüft:"
 LOG = logging.getLogger("assistant.chat")
 _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
+_REFERENCE_HEAD = re.compile(r"\.\s+In:|:")  # "Autor: Titel", or "Titel. In: Zeitung" without an author
 
 
 class ChatService:
@@ -229,8 +230,22 @@ def render_footnotes(answer: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def reference_label(reference: str) -> str:
+    """Who or what an Einzelnachweis cites, for a short list: its author, or the title of a piece
+    without one ("Titel. In: Zeitung").
+
+    >>> reference_label("Peter Krüger: Die Außenpolitik der Republik von Weimar. Darmstadt 1985, S. 175.")
+    'Peter Krüger'
+    >>> reference_label("Frederick Voigt exclusive. In: The Guardian. London 1926, S. 9.")
+    'Frederick Voigt exclusive'
+    >>> reference_label("Ebenda, S. 12.")
+    'Ebenda, S. 12.'
+    """
+    return _REFERENCE_HEAD.split(reference, maxsplit=1)[0].strip()
+
+
 def footnote_title(answer: dict[str, Any]) -> str:
-    refs = {v.split(":")[0] for f in answer["footnotes"] for v in f["references"].values()}
+    refs = {reference_label(v) for f in answer["footnotes"] for v in f["references"].values()}
     return f"Quellen ({len(answer['footnotes'])}): " + "; ".join(sorted(refs))[:120] if answer["footnotes"] else "Quellen"
 
 

@@ -112,10 +112,10 @@ def test_a_sentence_the_token_limit_cut_off_is_not_shown_but_the_sentence_it_cop
     n = number_of(chain, "Kreiser")
     unfinished = "Walter Kreiser musste daraufhin nach Frankreich fliehen, und die Reichswehr und die Rote Armee"
     chain.model = CutOff(messages=iter([AIMessage(content=f"Der Artikel erschien 1929 [{n}]. {unfinished}")]))
-    answer = chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 für die Beteiligten?")
+    answer = chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 über Reichswehr und Rote Armee?")
     assert "und die Rote Armee" not in answer.answer and "zu einer Haftstrafe verurteilt [" in answer.answer
     chain.model = streaming(f"Der Artikel erschien 1929 [{n}]. {unfinished}")  # the same words, not cut off
-    assert "und die Rote Armee [" in chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 für die Beteiligten?").answer
+    assert "und die Rote Armee [" in chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 über Reichswehr und Rote Armee?").answer
 
 
 def test_model_refusal_on_weak_evidence_is_a_refusal_that_shows_what_the_text_says(retriever):
@@ -289,3 +289,16 @@ def test_a_small_corpus_has_its_sentences_embedded_ahead_once(retriever, monkeyp
     monkeypatch.setattr("assistant.chain.WARM_SENTENCES", 3)
     chain.embed_sentences()
     assert embedded == []  # a larger corpus embeds them as questions reach them
+
+
+def test_a_claim_grafting_a_name_from_another_sentence_is_dropped_and_its_source_quoted(retriever):
+    chain = chain_with(retriever, None)
+    n = number_of(chain, "wertvolle Erfahrungen")
+    # 60 % of its words are in the sentence on the firms' gains; the projects' names are in the next.
+    chain.model = streaming(
+        f"Die Entwicklungen unter den Tarnbezeichnungen Leichttraktor und Großtraktor brachten deutschen "
+        f"Unternehmen wertvolle Erfahrungen [{n}]."
+    )
+    answer = chain.invoke("Was brachten die Entwicklungen in der Sowjetunion deutschen Unternehmen?")
+    assert "Großtraktor brachten" not in answer.answer
+    assert answer.answer.startswith("Die Entwicklungen und Erprobungen in der Sowjetunion brachten deutschen Unternehmen")
