@@ -274,7 +274,8 @@ class AnswerChain:
         self.fallback = fallback
 
         def similarity(claim: str, texts: list[str]) -> list[float]:  # the embedder loads at first use
-            return embedding_similarity(retriever.store.embeddings)(claim, texts)
+            margin = settings.support_min_clause_similarity - settings.support_min_similarity
+            return embedding_similarity(retriever.store.embeddings, margin)(claim, texts)
 
         self.support = Support.for_settings(settings, similarity)
         self._numbering: dict[int, Chunk] | None = None
@@ -450,11 +451,14 @@ class AnswerChain:
         # or, asked who or where, wrote only sentences that fail verification: the evidence is
         # about the topic, the person or thing asked for is not in it (as with its own NICHT IM
         # TEXT, evidence that holds all the question's words is quoted whatever the model says).
+        # Or all it named is what the question says in other words ("Frankreich" for "In welche
+        # französische Stadt …?"): the text says no more than the question assumes.
         elsewhere = (
             not strong and not verified and not asked.yes_no and not asked.reason
             and (self._named_elsewhere(draft, asked, evidence) or (asked.entity and bool(draft.strip())))
         )
-        if (doubtful and not verified) or elsewhere:
+        restates = not strong and not asked.yes_no and not quick and self._restates(draft, asked, chunks)
+        if (doubtful and not verified) or elsewhere or restates:
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         yield "answer", finish(text, False, footnotes)
@@ -758,6 +762,21 @@ class AnswerChain:
         have = {t for _, s in found for t in tokenize(s.text)} | set(tokenize(asked.text))
         names = {t for w in _WORD.findall(claim)[1:] if w[0].isupper() for t in tokenize(w)}
         return any(t in self._vocabulary().words and not _said(t, have) for t in names)
+
+    def _restates(self, draft: str, asked: Asked, chunks: list[Chunk]) -> bool:
+        """The draft's words beyond the question's own are all the question's in other words: the
+        same concept in another form or language ("Frankreich" for "französische", "Schweden" for
+        "schwedischen"), not a new name. A draft made only of the question's own words is the
+        model's failure to answer, not a sign that the text lacks the answer, so it is not one."""
+        named = with_full_names(asked, [c.text for c in chunks]).tokens
+        claims = [parse_markers(s.text)[0] for s in split_sentences(_VERDICT_OPENING.sub("", draft))]
+        new = list(dict.fromkeys(w for c in claims for w in _WORD.findall(c) if (t := tokenize(w)) and t[0] not in named))
+        own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if tokenize(w)))
+        if not new or not own:
+            return False
+        embeddings = self.retriever.store.embeddings
+        similarity = np.asarray(embeddings.embed_documents(new)) @ np.asarray(embeddings.embed_documents(own)).T
+        return bool((similarity.max(axis=1) >= self.settings.same_meaning_similarity).all())
 
     def _around(self, found: list[tuple[Chunk, Any]]) -> list[str]:
         """The sentences a claim rests on and those beside them in their paragraphs."""

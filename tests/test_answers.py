@@ -261,3 +261,15 @@ def test_a_second_document_answers_cites_and_refuses(settings_factory, real_embe
     if not refused:
         assert answer.footnotes and all(f.doc_id == "stadtbibliothek-neuheim" for f in answer.footnotes)
         assert all(f.sentence in SECOND.read_text(encoding="utf-8") for f in answer.footnotes)
+
+
+@pytest.mark.slow
+def test_a_draft_that_names_only_what_the_question_says_in_other_words_is_a_refusal(settings_factory, real_embeddings):
+    # The text calls Neuheim a fictional town and names no country: "Deutschland" is the question's "deutschen".
+    restating = FakeListChatModel(responses=["Neuheim liegt in Deutschland [1]."])
+    chain = chain_over(SECOND, settings_factory(), real_embeddings, restating)
+    answer = chain.invoke("In welcher deutschen Stadt liegt Neuheim?")
+    assert answer.refused and "Deutschland" not in answer.answer and "fiktiven Stadt Neuheim" in answer.answer, answer.answer
+    chain.model = FakeListChatModel(responses=["Albert Körner gründete die Lesehalle [2]."])  # a name: an answer
+    founder = chain.invoke("Wer gründete die Lesehalle?")
+    assert not founder.refused and "Albert Körner" in founder.answer, founder.answer

@@ -1,5 +1,15 @@
+import pytest
+
 from assistant.chunking import Chunk, Span
-from assistant.citations import Support, cite, lexical_support, parse_markers, render, verify
+from assistant.citations import (
+    Support,
+    cite,
+    embedding_similarity,
+    lexical_support,
+    parse_markers,
+    render,
+    verify,
+)
 from assistant.retrieval import tokenize
 
 
@@ -56,6 +66,17 @@ def test_embedding_support_accepts_a_translation():
     similar = Support(similarity=lambda claim, texts: [0.9 if "Lipezk" in t else 0.1 for t in texts])
     text, notes = cite("The pilots were trained in Lipetsk.", {1: A}, [A], similar)
     assert text == "The pilots were trained in Lipetsk [1]." and notes[0].chunk_id == A.id
+
+
+def test_a_claim_of_one_clause_is_scored_against_that_clause_of_a_long_sentence():
+    class Vectors:  # the claim means the first clause; the sentence of both means it only in part
+        def embed_documents(self, texts):
+            return [[1.0, 0.0] if "Kreiser" in t and "Ossietzky" not in t else [0.0, 1.0] if "Kreiser" not in t
+                    else [0.6, 0.8] for t in texts]
+
+    sentence = "Der Autor Kreiser musste nach Frankreich fliehen, der Chefredakteur Ossietzky wurde verurteilt."
+    assert embedding_similarity(Vectors())("Kreiser fled to France.", [sentence]) == pytest.approx([0.6])
+    assert embedding_similarity(Vectors(), 0.18)("Kreiser fled to France.", [sentence]) == pytest.approx([0.82])
 
 
 def test_bare_verdicts_are_left_to_the_chain():
