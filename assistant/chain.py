@@ -24,7 +24,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from . import AssistantError
 from .chunking import Chunk
-from .citations import Footnote, Support, Verified, embedding_similarity, parse_markers, render, verify
+from .citations import Footnote, Support, Verified, comma_clauses, parse_markers, render, verify
 from .corpus import split_sentences
 from .evidence import (
     ABOUT_THE_TEXT,
@@ -273,11 +273,7 @@ class AnswerChain:
         self.prompts = prompts or Prompts()
         self.fallback = fallback
 
-        def similarity(claim: str, texts: list[str]) -> list[float]:  # the embedder loads at first use
-            margin = settings.support_min_clause_similarity - settings.support_min_similarity
-            return embedding_similarity(retriever.store.embeddings, margin)(claim, texts)
-
-        self.support = Support.for_settings(settings, similarity)
+        self.support = Support.for_settings(settings, lambda: retriever.store.embeddings)  # loads at first use
         self._numbering: dict[int, Chunk] | None = None
         self._system: str | None = None
         self._sentence_index: Sentences | None = None
@@ -457,8 +453,8 @@ class AnswerChain:
             not strong and not verified and not asked.yes_no and not asked.reason
             and (self._named_elsewhere(draft, asked, evidence) or (asked.entity and bool(draft.strip())))
         )
-        restates = not strong and not asked.yes_no and not quick and self._restates(draft, asked, chunks)
-        if (doubtful and not verified) or elsewhere or restates:
+        restates = not strong and not asked.yes_no and not quick  # asked last: it embeds words
+        if (doubtful and not verified) or elsewhere or (restates and self._restates(draft, asked, chunks)):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         yield "answer", finish(text, False, footnotes)
@@ -496,7 +492,8 @@ class AnswerChain:
 
         Evidence is chosen among the retrieved passages' sentences; embedding them when a question
         first meets them delayed the sources by 0.4-1.9 s in a conversation (~13 sentences/s on 2
-        cores). The corpus's words are embedded with them, for :meth:`_bridged`. The vectors are
+        cores). Their clauses and the corpus's words are embedded with them, for cross-language
+        support and for :meth:`_bridged`. The vectors are
         kept in ``<home>/sentence-vectors``, named by the embedder and the sentences, so a restart
         loads them (milliseconds) instead of embedding them again (~3 s here); a file that does not
         load is embedded again and replaced. A larger corpus embeds its sentences as questions
@@ -505,6 +502,7 @@ class AnswerChain:
         spans = self._warm_sentences()
         if not spans:
             return
+        spans += [c for s in spans for c in comma_clauses(s)]  # for claims of one fact of several (`Support`)
         spans += self._corpus_words()  # for the word bridge (`_bridged`)
         store = self.retriever.store
         key = hashlib.sha256("\0".join([store.fingerprint, *spans]).encode()).hexdigest()[:24]
@@ -671,14 +669,18 @@ class AnswerChain:
         words = tokenize(ACCORDING_TO.sub(" ", claim))
         return any(len(t) >= vocabulary.MIN and not _said(t, about) and not vocabulary.knows(t) for t in words)
 
+    def _names(self, text: str) -> set[str]:
+        """The words of ``text`` that name things the corpus also names: capitalised (names, and
+        every German noun) and used by the text. A sentence's first word is capitalised anyway."""
+        words = self._vocabulary().words
+        return {t for w in re.findall(r"\w+", text)[1:] if w[0].isupper() for t in tokenize(w) if t in words}
+
     def _named_elsewhere(self, draft: str, asked: Asked, evidence: Evidence) -> bool:
         """The draft names things by words the text uses (capitalised: names, German nouns), and
         none of them stands in the evidence or the question ("Welche Giftgase …?": "Leichttraktor
         und Großtraktor", from another paragraph)."""
-        vocabulary = self._vocabulary()
         asked_words = set(tokenize(asked.text))
-        names = {t for w in re.findall(r"\w+", draft)[1:] if w[0].isupper() for t in tokenize(w)}
-        named = {t for t in names if t in vocabulary.words and not _said(t, asked_words)}
+        named = {t for t in self._names(draft) if not _said(t, asked_words)}
         shown = {t for text in evidence.texts for t in tokenize(text)}
         return bool(named) and not any(_said(t, shown) for t in named)
 
@@ -757,25 +759,26 @@ class AnswerChain:
         """A claim in the text's language names a thing that neither the sentence it rests on nor
         the question names, though the text does elsewhere: two sentences grafted into a statement
         neither makes (the firms' gains from one, the projects' names from the next). Verification
-        lets up to 40 % of a claim's words come from elsewhere; a name may not. The sentences it
-        rests on are quoted as they stand."""
+        lets some of a claim's words come from elsewhere (``support_min_lexical``); a name may not.
+        The sentences it rests on are quoted as they stand."""
         have = {t for _, s in found for t in tokenize(s.text)} | set(tokenize(asked.text))
-        names = {t for w in _WORD.findall(claim)[1:] if w[0].isupper() for t in tokenize(w)}
-        return any(t in self._vocabulary().words and not _said(t, have) for t in names)
+        return any(not _said(t, have) for t in self._names(claim))
 
     def _restates(self, draft: str, asked: Asked, chunks: list[Chunk]) -> bool:
         """The draft's words beyond the question's own are all the question's in other words: the
         same concept in another form or language ("Frankreich" for "französische", "Schweden" for
         "schwedischen"), not a new name. A draft made only of the question's own words is the
         model's failure to answer, not a sign that the text lacks the answer, so it is not one."""
-        named = with_full_names(asked, [c.text for c in chunks]).tokens
-        claims = [parse_markers(s.text)[0] for s in split_sentences(_VERDICT_OPENING.sub("", draft))]
+        # A word of the question's in another form counts as new, to be compared by meaning: a
+        # shared stem ("Deutschland", "deutschen") is not yet the same word.
+        named = with_full_names(asked, [c.text for c in chunks]).tokens | _ABOUT_THE_TEXT_TOKENS
+        claims = [parse_markers(s.text)[0] for s in split_sentences(_VERDICT_OPENING.sub("", ACCORDING_TO.sub(" ", draft)))]
         new = list(dict.fromkeys(w for c in claims for w in _WORD.findall(c) if (t := tokenize(w)) and t[0] not in named))
-        own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if tokenize(w)))
+        own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
         if not new or not own:
             return False
-        embeddings = self.retriever.store.embeddings
-        similarity = np.asarray(embeddings.embed_documents(new)) @ np.asarray(embeddings.embed_documents(own)).T
+        vectors = np.asarray(self.retriever.store.embeddings.embed_documents([*new, *own]))
+        similarity = vectors[: len(new)] @ vectors[len(new):].T
         return bool((similarity.max(axis=1) >= self.settings.same_meaning_similarity).all())
 
     def _around(self, found: list[tuple[Chunk, Any]]) -> list[str]:

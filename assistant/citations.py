@@ -162,7 +162,16 @@ class Support:
     min_similarity: float = Settings.model_fields["support_min_similarity"].default
 
     @classmethod
-    def for_settings(cls, settings: Any, similarity: Callable[[str, list[str]], list[float]] | None) -> Support:
+    def for_settings(cls, settings: Any, embeddings: Callable[[], Any] | None) -> Support:
+        """The support test with the settings' thresholds; ``embeddings`` returns the embedder when
+        a claim is first compared by meaning (it may still be loading before), or is ``None``."""
+        if embeddings is None:
+            return cls(None, settings.support_min_lexical, settings.support_min_similarity)
+        margin = settings.support_min_clause_similarity - settings.support_min_similarity
+
+        def similarity(claim: str, texts: list[str]) -> list[float]:
+            return embedding_similarity(embeddings(), margin)(claim, texts)
+
         return cls(similarity, settings.support_min_lexical, settings.support_min_similarity)
 
     def holds(self, claim: str, passages: Sequence[str]) -> bool:
@@ -217,13 +226,14 @@ def claims(text: str) -> list[tuple[str, list[int]]]:
     return found
 
 
-def clauses(sentence: str) -> list[str]:
+def comma_clauses(sentence: str) -> list[str]:
     """The clauses of a sentence of several (split at commas, semicolons, colons and dashes), each
-    of at least three content words; none for a sentence of one.
+    of at least three content words; none for a sentence of one. (``_CLAUSE`` splits only where a
+    sentence turns, for its polarity; here each fact of a sentence is compared on its own.)
 
-    >>> clauses("Der Autor Walter Kreiser musste fliehen, der Chefredakteur Carl von Ossietzky wurde verurteilt.")
+    >>> comma_clauses("Der Autor Walter Kreiser musste fliehen, der Chefredakteur Carl von Ossietzky wurde verurteilt.")
     ['Der Autor Walter Kreiser musste fliehen', 'der Chefredakteur Carl von Ossietzky wurde verurteilt.']
-    >>> clauses("In Lipezk, 1926.")
+    >>> comma_clauses("In Lipezk, 1926.")
     []
     """
     parts = [p.strip() for p in re.split(r"[,;:]\s+|\s+[–-]\s+", sentence)]
@@ -241,7 +251,7 @@ def embedding_similarity(embeddings: Any, clause_margin: float | None = None) ->
     """
 
     def similarity(claim: str, texts: list[str]) -> list[float]:
-        parts = [clauses(t) if clause_margin is not None else [] for t in texts]
+        parts = [comma_clauses(t) if clause_margin is not None else [] for t in texts]
         claim_vector, *vectors = embeddings.embed_documents([claim, *texts, *(c for p in parts for c in p)])
         rest = iter(vectors[len(texts):])
         return [

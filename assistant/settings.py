@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from . import AssistantError
@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535)
     auth: str | None = Field(None, description="user:password for the web UI")
     concurrency: int = Field(2, ge=1, description="answers generated at the same time")
+
+    @model_validator(mode="after")
+    def _check_clause_similarity(self) -> Settings:
+        if self.support_min_clause_similarity < self.support_min_similarity:
+            raise ValueError("support_min_clause_similarity must be at least support_min_similarity "
+                             "(a clause is part of a sentence: it may not support more than the sentence)")
+        return self
 
     @field_validator("chroma_url", "embeddings_url")
     @classmethod

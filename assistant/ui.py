@@ -45,7 +45,7 @@ DRAFT = "Entwurf, noch ungeprüft:"
 LOG = logging.getLogger("assistant.chat")
 _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
-_REFERENCE_HEAD = re.compile(r"\.\s+In:|:")  # "Autor: Titel", or "Titel. In: Zeitung" without an author
+_REFERENCE_HEAD = re.compile(r"\.\s+In:|:(?!//)")  # "Autor: Titel", or "Titel. In: Zeitung" without an author
 
 
 class ChatService:
@@ -238,6 +238,8 @@ def reference_label(reference: str) -> str:
     'Peter Krüger'
     >>> reference_label("Frederick Voigt exclusive. In: The Guardian. London 1926, S. 9.")
     'Frederick Voigt exclusive'
+    >>> reference_label("https://example.org/bericht.pdf (abgerufen 2024)")
+    'https://example.org/bericht.pdf (abgerufen 2024)'
     >>> reference_label("Ebenda, S. 12.")
     'Ebenda, S. 12.'
     """

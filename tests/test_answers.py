@@ -270,6 +270,6 @@ def test_a_draft_that_names_only_what_the_question_says_in_other_words_is_a_refu
     chain = chain_over(SECOND, settings_factory(), real_embeddings, restating)
     answer = chain.invoke("In welcher deutschen Stadt liegt Neuheim?")
     assert answer.refused and "Deutschland" not in answer.answer and "fiktiven Stadt Neuheim" in answer.answer, answer.answer
-    chain.model = FakeListChatModel(responses=["Albert Körner gründete die Lesehalle [2]."])  # a name: an answer
-    founder = chain.invoke("Wer gründete die Lesehalle?")
-    assert not founder.refused and "Albert Körner" in founder.answer, founder.answer
+    chain.model = FakeListChatModel(responses=["Die Bibliothek liegt in Neuheim [1]."])  # a name: an answer
+    town = chain.invoke("In welcher Stadt liegt die Bibliothek?")  # the same weak evidence, a new name
+    assert not town.refused and town.answer.startswith("Die Bibliothek liegt in Neuheim [1]."), town.answer

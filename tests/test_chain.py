@@ -114,7 +114,8 @@ def test_a_sentence_the_token_limit_cut_off_is_not_shown_but_the_sentence_it_cop
     chain.model = CutOff(messages=iter([AIMessage(content=f"Der Artikel erschien 1929 [{n}]. {unfinished}")]))
     answer = chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 über Reichswehr und Rote Armee?")
     assert "und die Rote Armee" not in answer.answer and "zu einer Haftstrafe verurteilt [" in answer.answer
-    chain.model = streaming(f"Der Artikel erschien 1929 [{n}]. {unfinished}")  # the same words, not cut off
+    # The same words, not cut off, are shown (the question names what they add to the sentence, so no graft).
+    chain.model = streaming(f"Der Artikel erschien 1929 [{n}]. {unfinished}")
     assert "und die Rote Armee [" in chain.invoke("Welche Folgen hatte der Weltbühne-Artikel von 1929 über Reichswehr und Rote Armee?").answer
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .. import AssistantError
-from ..citations import Support, embedding_similarity
+from ..citations import Support
 from ..embeddings import cosine
 from ..lexical import WORD_RULES, LexicalIndex
 from ..retrieval import HybridRetriever
@@ -150,7 +150,7 @@ def _run_backend(settings: Settings, retriever: HybridRetriever, backend: str, i
             bar.set_postfix(acc=f"{correct / n:.2f}")
     records = [done[i["id"]] for i in items]
     _fill_similarity(records, retriever.store.embeddings)
-    _fill_alce(records, Support.for_settings(settings, embedding_similarity(retriever.store.embeddings)))
+    _fill_alce(records, Support.for_settings(settings, lambda: retriever.store.embeddings))
     scratch = path.with_suffix(".jsonl.tmp")  # with the judgements, replacing the appended lines at once
     _write_jsonl(scratch, records)
     scratch.replace(path)
