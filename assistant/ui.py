@@ -42,6 +42,7 @@ STARTING = "Das Modell lädt noch (nach einem Neustart wenige Sekunden); die Fra
 STARTUP_WAIT = 300
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
+STATUS_QUICK = "Modell bereit; die Bedeutungssuche lädt noch (bis dahin Antworten nach Stichwörtern) …"
 LOG = logging.getLogger("assistant.chat")
 _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
@@ -81,6 +82,7 @@ class ChatService:
             chain = self.chain(self.settings.backend)
             chain.warm_model()
             self._model_ready.set()
+            self._status = STATUS_QUICK
             chain.warm_embedder()
             chain.embed_sentences()
             self._status = self._describe()
@@ -330,7 +332,7 @@ class ChatHandlers:
             yield list(messages), list(answers)
             return
         if notice:
-            messages.append({"role": "assistant", "content": f"Hinweis: {notice}", "metadata": {"title": "Hinweis"}})
+            messages.append({"role": "assistant", "content": notice, "metadata": {"title": "Hinweis"}})
         messages.append({"role": "assistant", "content": "…"})
         yield list(messages), list(answers)
         starting = not self.service.is_ready()
@@ -384,7 +386,7 @@ class ChatHandlers:
                  result["backend"], " refused" if result["refused"] else "")
         messages[-1] = {"role": "assistant", "content": render_answer(result["answer"])}
         if result["notice"]:
-            messages.append({"role": "assistant", "content": f"Hinweis: {html.escape(result['notice'])}", "metadata": {"title": "Hinweis"}})
+            messages.append({"role": "assistant", "content": html.escape(result["notice"]), "metadata": {"title": "Hinweis"}})
         if show_rewritten and result["rewritten_question"] != result["question"]:
             messages.append({"role": "assistant", "content": html.escape(result["rewritten_question"]), "metadata": {"title": "Gesuchte Frage"}})
         if result["footnotes"]:

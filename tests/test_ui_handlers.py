@@ -156,6 +156,18 @@ def test_a_question_typed_during_start_up_is_answered_from_keywords_once_the_mod
     assert "Stichwörtern" not in steps[-1][1][-1]["notice"]  # once started, answers are whole again
 
 
+def test_the_status_line_says_while_the_embedder_loads_that_answers_come_from_keywords(service, monkeypatch):
+    from assistant.ui import STATUS_QUICK
+
+    chain = service.chain("fake")
+    seen = []
+    monkeypatch.setattr(chain, "warm_model", lambda: seen.append(service.status()))
+    monkeypatch.setattr(chain, "warm_embedder", lambda: seen.append(service.status()))
+    monkeypatch.setattr(chain, "embed_sentences", lambda: None)
+    service.warm_up()
+    assert seen[1] == STATUS_QUICK != seen[0] and service.status().startswith("Modell: **fake**")
+
+
 def test_a_follow_up_typed_during_start_up_is_answered_from_keywords_too(service, monkeypatch):
     import threading
 
