@@ -54,6 +54,7 @@ REFUSAL_MARK = "NICHT IM TEXT"
 _ABOUT_THE_TEXT_TOKENS = frozenset(t for w in ABOUT_THE_TEXT for t in tokenize(w))
 WARM_SENTENCES = 200  # ~15 s of embedding at start-up on 2 cores, at most
 _WORD = re.compile(r"[^\W\d_]{3,}")
+_NAMED = re.compile(r"(?<=\S\s)[^\W\d_a-z][^\W\d_]+")  # a capitalised word after a sentence's first: a name, a German noun
 WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
          "en": {"article": "The article", "documents": "The documents"}}
 NOT_IN_TEXT = {
@@ -376,7 +377,10 @@ class AnswerChain:
         # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
         # ones the passage must hold, and the words of the Einzelnachweise are known words.
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
-        words = set(tokenize(question if rewritten == question else f"{question} {history[-1][0]}")) - ASKING
+        # A follow-up's own words that may be off the text are the things it names ("Und wie backe
+        # ich Brot?"), not its verb: "Was geschah mit ihm?" asks about what was just named.
+        asking = question if rewritten == question else " ".join([*_NAMED.findall(question), history[-1][0]])
+        words = set(tokenize(asking)) - ASKING
         known = bool(words) and all(self._vocabulary(references=bool(about_source)).knows(t) for t in words)
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:

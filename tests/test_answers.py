@@ -273,3 +273,14 @@ def test_a_draft_that_names_only_what_the_question_says_in_other_words_is_a_refu
     chain.model = FakeListChatModel(responses=["Die Bibliothek liegt in Neuheim [1]."])  # a name: an answer
     town = chain.invoke("In welcher Stadt liegt die Bibliothek?")  # the same weak evidence, a new name
     assert not town.refused and town.answer.startswith("Die Bibliothek liegt in Neuheim [1]."), town.answer
+
+
+@pytest.mark.slow
+def test_a_follow_up_about_who_was_just_named_is_searched_not_refused_as_off_topic(real_index):
+    settings, store = real_index
+    chain = AnswerChain(HybridRetriever(store=store, k=settings.k), settings, None, "extractive")
+    history = [("Wer war ihr Chefredakteur?", "Carl von Ossietzky [1].")]
+    follow_up = chain.invoke("Was geschah mit ihm?", history)  # "geschah": a verb the text never uses
+    assert not follow_up.refused and "Haftstrafe" in follow_up.answer, follow_up.answer
+    bread = chain.invoke("Und wie backe ich Brot?", history)  # names a thing the text never names
+    assert bread.refused, bread.answer
