@@ -54,7 +54,6 @@ REFUSAL_MARK = "NICHT IM TEXT"
 _ABOUT_THE_TEXT_TOKENS = frozenset(t for w in ABOUT_THE_TEXT for t in tokenize(w))
 WARM_SENTENCES = 200  # ~15 s of embedding at start-up on 2 cores, at most
 _WORD = re.compile(r"[^\W\d_]{3,}")
-_NAMED = re.compile(r"(?<=\S\s)[^\W\d_a-z][^\W\d_]+")  # a capitalised word after a sentence's first: a name, a German noun
 WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
          "en": {"article": "The article", "documents": "The documents"}}
 NOT_IN_TEXT = {
@@ -379,7 +378,7 @@ class AnswerChain:
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
         # A follow-up's own words that may be off the text are the things it names ("Und wie backe
         # ich Brot?"), not its verb: "Was geschah mit ihm?" asks about what was just named.
-        asking = question if rewritten == question else " ".join([*_NAMED.findall(question), history[-1][0]])
+        asking = question if rewritten == question else " ".join([*_capitalised(question), history[-1][0]])
         words = set(tokenize(asking)) - ASKING
         known = bool(words) and all(self._vocabulary(references=bool(about_source)).knows(t) for t in words)
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
@@ -674,10 +673,9 @@ class AnswerChain:
         return any(len(t) >= vocabulary.MIN and not _said(t, about) and not vocabulary.knows(t) for t in words)
 
     def _names(self, text: str) -> set[str]:
-        """The words of ``text`` that name things the corpus also names: capitalised (names, and
-        every German noun) and used by the text. A sentence's first word is capitalised anyway."""
+        """The words of ``text`` that name things the corpus also names (:func:`_capitalised`)."""
         words = self._vocabulary().words
-        return {t for w in re.findall(r"\w+", text)[1:] if w[0].isupper() for t in tokenize(w) if t in words}
+        return {t for w in _capitalised(text) for t in tokenize(w) if t in words}
 
     def _named_elsewhere(self, draft: str, asked: Asked, evidence: Evidence) -> bool:
         """The draft names things by words the text uses (capitalised: names, German nouns), and
@@ -803,6 +801,16 @@ class AnswerChain:
 
 
 _VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
+
+
+def _capitalised(text: str) -> list[str]:
+    """The capitalised words of a text but its first (which is capitalised anyway): names, and
+    every German noun.
+
+    >>> _capitalised("Und wie backe ich über Nacht Brot in Kama?")
+    ['Nacht', 'Brot', 'Kama']
+    """
+    return [w for w in re.findall(r"\w+", text)[1:] if w[0].isupper()]
 
 
 def _quoted(items: Any) -> list[Verified]:
