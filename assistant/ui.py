@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from . import AssistantError
-from .backends import available
+from .backends import available, sparing_a_core
 from .chain import AnswerChain, build_chain
 from .corpus import DEBRIS, MARKER
 from .retrieval import HybridRetriever, clean_question
@@ -83,8 +83,9 @@ class ChatService:
             chain.warm_model()
             self._model_ready.set()
             self._status = STATUS_QUICK
-            chain.warm_embedder()
-            chain.embed_sentences()
+            with sparing_a_core(chain.model):  # quick answers beside the embedder's loading
+                chain.warm_embedder()
+                chain.embed_sentences()
             self._status = self._describe()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"

@@ -101,6 +101,26 @@ def test_an_answer_records_the_prompt_tokens_it_cost(local_chain):
 
 
 @pytest.mark.slow
+def test_the_model_spares_a_core_while_the_embedder_loads_and_answers_meanwhile(local_chain, monkeypatch):
+    import llama_cpp
+
+    from assistant.backends import sparing_a_core
+
+    llama = local_chain.model.llama
+    ctx, threads, batch = llama._ctx.ctx, llama.n_threads, llama.n_threads_batch
+    monkeypatch.setattr(llama, "n_threads", 2)  # as on a 2-core machine
+    monkeypatch.setattr(llama, "n_threads_batch", 2)
+    try:
+        with sparing_a_core(local_chain.model):
+            assert llama_cpp.llama_n_threads(ctx) == 1
+            *_, (_, answer) = local_chain.stream("Wo wurden die deutschen Piloten ausgebildet?", quick=True)
+            assert "Lipezk" in answer.answer, answer.to_dict()
+        assert llama_cpp.llama_n_threads(ctx) == 2
+    finally:
+        llama_cpp.llama_set_n_threads(ctx, threads, batch)
+
+
+@pytest.mark.slow
 def test_the_token_limit_is_reported_and_its_unfinished_sentence_is_not_shown(local_chain, monkeypatch):
     monkeypatch.setattr(local_chain.model, "max_tokens", 6)
     events = list(local_chain.stream("Welche Angebote machten die Sowjets im März 1926?"))
