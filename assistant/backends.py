@@ -235,6 +235,30 @@ class LlamaCppChat(BaseChatModel):
         finally:
             llama_cpp.llama_set_n_threads(ctx, threads, batch)
 
+    def yes_no_margin(self, messages: list[BaseMessage], yes: str, no: str) -> float:
+        """How much likelier the model's first word in reply to ``messages`` is ``yes`` than ``no``
+        (a logit difference; one token is evaluated, none generated).
+
+        A second, small context on the same weights (mapped once by the OS) answers it, so the
+        article cached in the answer context stays there. Asked with the article in front of it,
+        the model says yes to nearly anything; asked about one sentence alone, its margin tells
+        yes from no (`AnswerChain._judged`).
+        """
+        judge = _load_llama(Path(self.llama.model_path), self.llama.n_threads, JUDGE_CONTEXT)
+        first: list[float] = []
+
+        def look(_: Any, scores: Any) -> Any:
+            if not first:
+                first.append(float(scores[judge.tokenize(yes.encode(), add_bos=False)[0]]
+                                   - scores[judge.tokenize(no.encode(), add_bos=False)[0]]))
+            return scores
+
+        with _llama_lock(id(judge)):
+            for _ in judge.create_chat_completion(self._messages(messages), max_tokens=1, temperature=0.0,
+                                                  logits_processor=[look], stream=True):
+                pass
+        return first[0]
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -273,6 +297,7 @@ def _close_llamas() -> None:
 
 
 _LOADED: dict[tuple, Any] = {}
+JUDGE_CONTEXT = 512  # tokens: one evidence sentence and a yes/no question
 atexit.register(_close_llamas)
 
 

@@ -87,6 +87,8 @@ class ChatService:
                 chain.warm_embedder()
                 chain.embed_sentences()
             self._status = self._describe()
+            self._ready.set()
+            chain.warm_judge()  # yes/no verdicts' context, once questions need not wait for it
         except Exception as exc:  # noqa: BLE001 - shown in the status line, the app stays up
             self._status = f"Fehler: Start fehlgeschlagen: {exc}"
         finally:

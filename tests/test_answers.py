@@ -143,6 +143,49 @@ def test_a_verb_of_refusal_makes_the_verdict_no(article):
     assert answer.answer.startswith("Nein.") and "Ja" not in answer.answer and "lehnten die Deutschen ab" in answer.answer
 
 
+class Judging(FakeListChatModel):
+    """A fake model that also gives a fixed yes-over-no margin, and keeps what it was asked."""
+
+    margin: float = 0.0
+    asked: list = []
+
+    def yes_no_margin(self, messages, yes, no):
+        self.asked.append((messages[-1].content, yes, no))
+        return self.margin
+
+
+def judged(chain: AnswerChain, question: str, draft: str, margin: float):
+    chain.model = Judging(responses=[draft], margin=margin, asked=[])
+    return chain.invoke(question), chain.model.asked
+
+
+def test_a_no_in_other_words_is_judged_on_the_best_sentence_alone(article):
+    question = "Setzte Deutschland die Zusammenarbeit nach der Machtergreifung der Nationalsozialisten fort?"
+    answer, asked = judged(article, question, "Ja, Deutschland setzte die Zusammenarbeit fort [1].", -1.0)
+    assert answer.answer.startswith("Nein.") and "beendete Deutschland" in answer.answer, answer.answer
+    assert "setzte die Zusammenarbeit fort" not in answer.answer  # the model's yes is not shown beside the no
+    [(prompt, yes, no)] = asked
+    assert (yes, no) == ("Ja", "Nein") and question in prompt and "beendete" in prompt and "Rapallo" not in prompt
+    # An undecided margin leaves the verdict to the rules: no denial word, so none.
+    answer, _ = judged(article, question, "Ja, Deutschland setzte die Zusammenarbeit fort [1].", 0.0)
+    assert not answer.answer.startswith(("Nein", "Ja")), answer.answer
+
+
+def test_a_judged_yes_needs_the_model_to_say_it_too(article):
+    question = "Sollten die mit deutscher Hilfe aufgebauten Anlagen von Deutschland mitgenutzt werden?"
+    answer, _ = judged(article, question, "Ja, so wurde es angeboten.", 3.0)
+    assert answer.answer.startswith("Ja.") and "mitgenutzt werden" in answer.answer, answer.answer
+    answer, _ = judged(article, question, "Das ist unklar.", 3.0)  # says nothing the text holds
+    assert not answer.answer.startswith("Ja") and "mitgenutzt werden" in answer.answer, answer.answer
+    answer, _ = judged(article, "Did the Soviets offer to build up their armament industry with German help?", "Yes.", 3.0)
+    assert answer.answer.startswith("Yes."), answer.answer
+
+
+def test_a_denial_in_the_evidence_needs_no_judge(article):
+    answer, asked = judged(article, "Sah der Vertrag von Rapallo eine militärische Zusammenarbeit vor?", "Ja [1].", 3.0)
+    assert answer.answer.startswith("Nein.") and asked == [], answer.answer
+
+
 def test_a_reason_brings_the_sentence_it_leans_on(article):
     answer = ask(article, "Warum bemühte sich das Auswärtige Amt, die Zusammenarbeit gering zu halten?")
     assert "Locarno" in answer.answer and "Deswegen" in answer.answer

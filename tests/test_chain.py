@@ -205,6 +205,8 @@ def test_prompt_variables_are_exactly_what_the_chain_supplies():
     prompts = Prompts()
     assert prompts.variables("system") == {"title", "passages"}
     assert prompts.variables("answer.de") == prompts.variables("answer.en") == {"question", "evidence", "passages"}
+    assert prompts.variables("judge.de") == prompts.variables("judge.en") == {"question", "evidence"}
+    assert all(len(prompts.render(f"judge.{lang}", question="q", evidence="e").split("\n\n")) == 2 for lang in ("de", "en"))
     with pytest.raises(Exception, match="undefined"):
         prompts.render("answer.de", question="x")
 

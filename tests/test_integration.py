@@ -121,6 +121,26 @@ def test_the_model_spares_a_core_while_the_embedder_loads_and_answers_meanwhile(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sentence,question,lang,verdict", [
+    # Hand-made on the second test document: a no in other words (no denial word), and plain yeses.
+    ("Außerdem zog sie in das ehemalige Zollhaus am Marktplatz, wo sie bis heute ihren Sitz hat.",
+     "Ist die Bibliothek inzwischen aus dem Zollhaus ausgezogen?", "de", "nein"),
+    ("Der Stadtrat lehnte eine Übernahme der Lesehalle zunächst ab, weil er die Kosten fürchtete.",
+     "War der Stadtrat sofort für die Übernahme der Lesehalle?", "de", "nein"),
+    ("1952 wurde eine Fahrbücherei eingerichtet, die die umliegenden Dörfer versorgte.",
+     "Versorgte die Fahrbücherei die umliegenden Dörfer?", "de", "ja"),
+    ("1952 wurde eine Fahrbücherei eingerichtet, die die umliegenden Dörfer versorgte.",
+     "Did the mobile library serve the surrounding villages?", "en", "ja"),
+])
+def test_the_local_model_judges_a_yes_no_question_on_one_sentence(local_chain, sentence, question, lang, verdict):
+    from assistant.evidence import analyse
+
+    margin = local_chain._judged(analyse(question), sentence, lang)
+    settings = local_chain.settings
+    assert margin <= settings.verdict_no_margin if verdict == "nein" else margin >= settings.verdict_yes_margin, margin
+
+
+@pytest.mark.slow
 def test_the_token_limit_is_reported_and_its_unfinished_sentence_is_not_shown(local_chain, monkeypatch):
     monkeypatch.setattr(local_chain.model, "max_tokens", 6)
     events = list(local_chain.stream("Welche Angebote machten die Sowjets im März 1926?"))
