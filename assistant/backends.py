@@ -239,25 +239,14 @@ class LlamaCppChat(BaseChatModel):
         """How much likelier the model's first word in reply to ``messages`` is ``yes`` than ``no``
         (a logit difference; one token is evaluated, none generated).
 
-        A second, small context on the same weights (mapped once by the OS) answers it, so the
-        article cached in the answer context stays there. Asked with the article in front of it,
+        A second, small context on the same loaded weights answers it, so the article cached in
+        the answer context stays there. Asked with the article in front of it,
         the model says yes to nearly anything; asked about one sentence alone, its margin tells
         yes from no (`AnswerChain._judged`).
         """
-        judge = _load_llama(Path(self.llama.model_path), self.llama.n_threads, JUDGE_CONTEXT)
-        first: list[float] = []
-
-        def look(_: Any, scores: Any) -> Any:
-            if not first:
-                first.append(float(scores[judge.tokenize(yes.encode(), add_bos=False)[0]]
-                                   - scores[judge.tokenize(no.encode(), add_bos=False)[0]]))
-            return scores
-
+        judge = _judge_for(self.llama)
         with _llama_lock(id(judge)):
-            for _ in judge.create_chat_completion(self._messages(messages), max_tokens=1, temperature=0.0,
-                                                  logits_processor=[look], stream=True):
-                pass
-        return first[0]
+            return judge.margin(self._messages(messages), yes, no)
 
     def _generate(
         self,
@@ -289,6 +278,10 @@ def _llama_lock(key: int) -> threading.Lock:
 
 def _close_llamas() -> None:
     """Free llama.cpp models before interpreter teardown (avoids a noisy error at exit)."""
+    for judge in _JUDGES.values():
+        judge.batch.close()
+        judge.ctx.close()
+    _JUDGES.clear()
     for key in list(_LOADED):
         try:
             _LOADED.pop(key).close()
@@ -298,6 +291,54 @@ def _close_llamas() -> None:
 
 _LOADED: dict[tuple, Any] = {}
 JUDGE_CONTEXT = 512  # tokens: one evidence sentence and a yes/no question
+
+
+class _Judge:
+    """A second llama.cpp context on a loaded model's weights, for one-token verdicts.
+
+    Built from the model already in memory (milliseconds): a second ``Llama`` would map the file
+    again (1.6 s here) and, while loading, points the process's stdout and stderr at /dev/null,
+    which swallowed the chat log's lines of answers running meanwhile.
+    """
+
+    def __init__(self, llama: Any) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendError(f"{Path(llama.model_path).name} has no chat template for yes/no verdicts")
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = params.n_batch = params.n_ubatch = JUDGE_CONTEXT
+        params.n_threads, params.n_threads_batch = llama.n_threads, llama.n_threads_batch
+        self.llama = llama
+        self.ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        self.batch = _internals.LlamaBatch(n_tokens=JUDGE_CONTEXT, embd=0, n_seq_max=1, verbose=False)
+        token = llama._model.token_get_text
+        self.chat = Jinja2ChatFormatter(template=template, eos_token=token(llama.token_eos()),
+                                        bos_token=token(llama.token_bos()) if llama.token_bos() != -1 else "")
+
+    def margin(self, messages: list[dict[str, str]], yes: str, no: str) -> float:
+        tokens = self.llama.tokenize(self.chat(messages=messages).prompt.encode(), special=True)
+        if len(tokens) >= JUDGE_CONTEXT:
+            return 0.0  # too long to judge: undecided
+        self.ctx.kv_cache_clear()
+        self.batch.set_batch(tokens, n_past=0, logits_all=False)
+        self.ctx.decode(self.batch)
+        logits = self.ctx.get_logits_ith(len(tokens) - 1)
+        first = [self.llama.tokenize(word.encode(), add_bos=False, special=False)[0] for word in (yes, no)]
+        return float(logits[first[0]] - logits[first[1]])
+
+
+_JUDGES: dict[int, _Judge] = {}
+
+
+def _judge_for(llama: Any) -> _Judge:
+    with _llama_lock(id(_JUDGES)):
+        if id(llama) not in _JUDGES:
+            _JUDGES[id(llama)] = _Judge(llama)
+        return _JUDGES[id(llama)]
 atexit.register(_close_llamas)
 
 
