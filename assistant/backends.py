@@ -14,9 +14,9 @@ import os
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +259,7 @@ class LlamaCppChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
 
-def sparing_a_core(model: BaseChatModel | None) -> Any:
+def sparing_a_core(model: BaseChatModel | None) -> AbstractContextManager[None]:
     """A context in which a local model leaves a core to other work; other backends run elsewhere."""
     return model.sparing_a_core() if isinstance(model, LlamaCppChat) else nullcontext()
 
@@ -271,17 +271,14 @@ def _prompt_tokens_evaluated(llama: Any) -> int:
     return int(llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval)
 
 
-@lru_cache(maxsize=8)
+@cache  # never evicted: a lock dropped while held would let two decodes share a context
 def _llama_lock(key: int) -> threading.Lock:
     return threading.Lock()
 
 
 def _close_llamas() -> None:
     """Free llama.cpp models before interpreter teardown (avoids a noisy error at exit)."""
-    for judge in _JUDGES.values():
-        judge.batch.close()
-        judge.ctx.close()
-    _JUDGES.clear()
+    _JUDGES.clear()  # each judge's context is closed with its model (llama-cpp-python registers it)
     for key in list(_LOADED):
         try:
             _LOADED.pop(key).close()
@@ -296,7 +293,8 @@ JUDGE_CONTEXT = 512  # tokens: one evidence sentence and a yes/no question
 class _Judge:
     """A second llama.cpp context on a loaded model's weights, for one-token verdicts.
 
-    Built from the model already in memory (milliseconds): a second ``Llama`` would map the file
+    Built from the model already in memory (milliseconds), through llama-cpp-python's internal
+    context and batch classes (the version is pinned): a second ``Llama`` would map the file
     again (1.6 s here) and, while loading, points the process's stdout and stderr at /dev/null,
     which swallowed the chat log's lines of answers running meanwhile.
     """
@@ -320,9 +318,10 @@ class _Judge:
                                         bos_token=token(llama.token_bos()) if llama.token_bos() != -1 else "")
 
     def margin(self, messages: list[dict[str, str]], yes: str, no: str) -> float:
-        tokens = self.llama.tokenize(self.chat(messages=messages).prompt.encode(), special=True)
+        prompt = self.chat(messages=messages)
+        tokens = self.llama.tokenize(prompt.prompt.encode(), add_bos=not prompt.added_special, special=True)
         if len(tokens) >= JUDGE_CONTEXT:
-            return 0.0  # too long to judge: undecided
+            raise ValueError(f"{len(tokens)} tokens do not fit the judge's context of {JUDGE_CONTEXT}")
         self.ctx.kv_cache_clear()
         self.batch.set_batch(tokens, n_past=0, logits_all=False)
         self.ctx.decode(self.batch)
