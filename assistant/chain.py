@@ -25,7 +25,16 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from . import AssistantError
 from .chunking import Chunk
-from .citations import Footnote, Support, Verified, comma_clauses, parse_markers, render, verify
+from .citations import (
+    Footnote,
+    Support,
+    Verified,
+    comma_clauses,
+    in_other_clause,
+    parse_markers,
+    render,
+    verify,
+)
 from .corpus import split_sentences
 from .evidence import (
     ABOUT_THE_TEXT,
@@ -40,6 +49,7 @@ from .evidence import (
     fits_type,
     informative,
     negated,
+    possessors,
     select_evidence,
     stands_alone,
     unknown_terms,
@@ -388,7 +398,10 @@ class AnswerChain:
         # ich Brot?"), not its verb: "Was geschah mit ihm?" asks about what was just named.
         asking = question if rewritten == question else " ".join([*_capitalised(question), history[-1][0]])
         words = set(tokenize(asking)) - ASKING
-        known = bool(words) and all(self._vocabulary(references=bool(about_source)).knows(t) for t in words)
+        vocabulary = self._vocabulary(references=bool(about_source))
+        # A name of the text in a genitive ("Ossietzkys Funktion", "Schubert's role") makes it a
+        # question about the text, whatever the word for what it asks of that name.
+        known = bool(words) and (all(vocabulary.knows(t) for t in words) or bool(possessors(asking, vocabulary)))
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
@@ -464,8 +477,11 @@ class AnswerChain:
             not strong and not verified and not asked.yes_no and not asked.reason
             and (self._named_elsewhere(draft, asked, evidence) or (asked.entity and bool(draft.strip())))
         )
+        # Or its whole answer is a fragment that the evidence says of someone else than the name
+        # asked about: the text does not say what is asked.
+        misplaced = not strong and not verified and self._misplaced(draft, asked, evidence.texts)
         restates = not strong and not asked.yes_no and not quick  # asked last: it embeds words
-        if (doubtful and not verified) or elsewhere or (restates and self._restates(draft, asked, chunks)):
+        if (doubtful and not verified) or elsewhere or misplaced or (restates and self._restates(draft, asked, chunks)):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         yield "answer", finish(text, False, footnotes)
@@ -740,6 +756,7 @@ class AnswerChain:
         checked = [
             (claim, found) for claim, found in verified
             if (len(tokenize(claim)) > 3 or coverage(wanted, self._around(found)) >= 0.5)
+            and not self._misplaced(claim, asked, [s.text for _, s in found])
             and fits_type(asked, [claim])
             and not (asked.yes_no and _premise_only(claim, named, found, across=reply != self._corpus_language()))
         ]
@@ -776,6 +793,13 @@ class AnswerChain:
             lead = []  # the evidence, quoted, shows why
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")
         return text, footnotes, bool(checked)
+
+    def _misplaced(self, claim: str, asked: Asked, texts: list[str]) -> bool:
+        """A fragment ("Frankreich.") given for something a name of the text has ("What was
+        Ossietzky's birthplace?"), which its sentences say of someone else: another clause."""
+        names = possessors(asked.text, self._vocabulary())
+        fragment = parse_markers(claim)[0]
+        return bool(names) and len(tokenize(fragment)) <= 3 and any(in_other_clause(fragment, names, t) for t in texts)
 
     def _judged(self, asked: Asked, best: str, reply: str) -> float | None:
         """The local model's margin for "yes" over "no" to the question, shown only its best

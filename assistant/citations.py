@@ -9,7 +9,7 @@ Footnotes are renumbered 1…n in order of first appearance.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,6 +239,25 @@ def comma_clauses(sentence: str) -> list[str]:
     parts = [p.strip() for p in re.split(r"[,;:]\s+|\s+[–-]\s+", sentence)]
     parts = [p for p in parts if len(tokenize(p)) >= 3]
     return parts if len(parts) > 1 else []
+
+
+def in_other_clause(fragment: str, names: Iterable[str], sentence: str) -> bool:
+    """The sentence names ``names`` and holds the fragment, but only in clauses without them:
+    what it says of the fragment it says of someone else ("Kreiser fled to France, Ossietzky was
+    sentenced": France is not where Ossietzky was born).
+
+    >>> s = "Der Autor Walter Kreiser musste nach Frankreich fliehen, der Chefredakteur Carl von Ossietzky wurde verurteilt."
+    >>> in_other_clause("Frankreich", ["Ossietzky"], s), in_other_clause("Chefredakteur", ["Ossietzky"], s)
+    (True, False)
+    >>> in_other_clause("Schubert", ["Stresemann"], "Doch Stresemann und sein Staatssekretär Schubert hatten Bedenken, weil es schadete.")
+    False
+    """
+    said = set(tokenize(fragment))
+    named = {t for name in names for t in tokenize(name)} - said
+    if not said or not named or not named & set(tokenize(sentence)):
+        return False
+    holding = [clause for part in comma_clauses(sentence) if said <= (clause := set(tokenize(part)))]
+    return bool(holding) and not any(named & clause for clause in holding)
 
 
 def embedding_similarity(embeddings: Any, clause_margin: float | None = None) -> Callable[[str, list[str]], list[float]]:

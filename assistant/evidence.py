@@ -420,6 +420,25 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     return found
 
 
+# A name in a pre-posed genitive: "Schubert's position", "Andreas' Buch", German "Ossietzkys
+# Funktion" (without an apostrophe only before a noun: German puts only names there).
+_POSSESSOR = re.compile(r"\b([A-ZÄÖÜ][\w-]+?)(?:['’]s?\b|s(?=\s+[A-ZÄÖÜ]))")
+
+
+def possessors(question: str, vocabulary: Vocabulary) -> list[str]:
+    """Names the corpus uses, asked about in a pre-posed genitive: the question is about them
+    even when the thing it asks of them ("Funktion", "role") is a word the text never uses.
+
+    >>> v = Vocabulary(["Staatssekretär Carl von Schubert und Carl von Ossietzky."])
+    >>> possessors("Was war Ossietzkys Funktion?", v), possessors("What was Schubert's position?", v)
+    (['Ossietzky'], ['Schubert'])
+    >>> possessors("Wer war Kolbs Mitautor?", v), possessors("Welches Land war es?", v)
+    ([], [])
+    """
+    return [name for name in _POSSESSOR.findall(question)
+            if name.lower() not in W_WORDS and (tokens := tokenize(name)) and all(t in vocabulary.words for t in tokens)]
+
+
 def _known(word: str, vocabulary: Vocabulary) -> bool:
     return all(vocabulary.knows(part) for part in tokenize(word))
 

@@ -234,6 +234,14 @@ def test_a_bare_name_from_a_sentence_about_something_else_is_no_answer(article):
     assert right.answer.startswith("Walter Kreiser [") and not right.refused, right.answer
 
 
+def test_a_fragment_the_text_says_of_someone_else_than_the_name_asked_about_is_a_refusal(article):
+    # Kreiser fled to France; Ossietzky, in the sentence's other clause, was sentenced.
+    wrong = ask(article, "What was Ossietzky's birthplace?", "Frankreich")
+    assert wrong.refused and not wrong.answer.startswith("Frankreich"), wrong.answer
+    right = ask(article, "Wer war Stresemanns Staatssekretär?", "Carl von Schubert")
+    assert right.answer.startswith("Carl von Schubert [") and not right.refused, right.answer
+
+
 @pytest.mark.parametrize(
     "question,draft",
     [("Wo wurden die Piloten ausgebildet?", "In Moskau [1]."),
@@ -260,6 +268,8 @@ SECOND_DOCUMENT = [
     # text's own words; asked for a person the text does not name, still refused.
     ("Aus welchem Grund scheute der Gemeinderat die Übernahme der Lesehalle?", ["Kosten"], False),
     ("Wer war der Chauffeur der Fahrbücherei?", [], True),
+    # A name in the genitive: the question is about the text, though it never uses "Beruf".
+    ("Was war Körners Beruf?", ["Fabrikant"], False),
     # An author whom only the Einzelnachweise name: the sentences he is cited for, and his book.
     ("Wie heißt Jörg Hansens Buch über die Fahrbücherei?", ["Erinnerungen eines Fahrers"], False),
 ]
