@@ -550,6 +550,14 @@ def select_evidence(
         if gained or wants_more:
             chosen.append(after)
             missing -= gained
+            # Asked why or how, the sentences that go on from it leaning back carry on the reasoning
+            # ("… enthielt keine Bestimmungen." — "Beide sagten sich darin … zu." — "Das war … die Basis …").
+            while wants_more and len(chosen) < most:
+                after = sentences.neighbour(*after, 1)
+                if not after or after in chosen or not _LEANS_BACK.match(after[1].text):
+                    break
+                chosen.append(after)
+                missing -= {t for t in missing if _matches(t, set(tokenize(after[1].text)))}
     for score, c, s in ranked[1:]:
         if len(chosen) >= most or score < best_score - margin or not missing:
             break

@@ -126,6 +126,22 @@ def test_why_takes_the_sentence_after_an_opening_claim_or_one_that_refers_back(s
     assert evidence.texts == sentences[-2:]
 
 
+def test_why_follows_the_sentences_that_lean_back_one_after_another():
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    sentences = ["Der Vertrag regelte nichts Militärisches.", "Beide Staaten sagten sich darin Neutralität zu.",
+                 "Das war die Grundlage der Zusammenarbeit.", "Die Zeitung schrieb daraufhin darüber."]
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[0]), *((0.2, chunk, s) for s in spans[1:])]
+    why = select_evidence(analyse("Warum war der Vertrag wichtig, obwohl er nichts Militärisches regelte?"), ranked, Sentences([chunk]))
+    assert why.texts == sentences[:3]  # not the last: it refers back, but does not lean on the one before
+    who = select_evidence(analyse("Welcher Vertrag regelte nichts Militärisches?"), ranked, Sentences([chunk]))
+    assert who.texts == sentences[:1]  # nothing asked that the next one adds
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
