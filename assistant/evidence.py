@@ -136,6 +136,9 @@ _LEANS_BACK = re.compile(
 # Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …",
 # "Erkenntnisse aus diesen Projekten …").
 _REFERS_BACK = re.compile(r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|diese[nmrs]?|there|therein|these|those)\b", re.IGNORECASE)
+# A place or a thing named in the sentence before, pointed at ("Die dortige Entwicklung …", "sagten
+# sich darin … zu"): the sentence does not say which without it.
+_POINTS_BACK = re.compile(r"\b(?:dort|dortige\w*|darin|ebendort|there|therein)\b", re.IGNORECASE)
 # A sentence that continues the one before it (a list, an addition).
 _CONTINUES = re.compile(
     r"^(?:außerdem|zudem|ferner|darüber hinaus|weiterhin|ebenso|auch|moreover|furthermore|in addition|additionally|also)\b",
@@ -519,7 +522,7 @@ def select_evidence(
     def add_context(item: tuple[Chunk, Span]) -> None:
         c, s = item
         before = sentences.neighbour(c, s, -1)
-        if before and _LEANS_BACK.match(s.text) and before not in chosen:
+        if before and (_LEANS_BACK.match(s.text) or _POINTS_BACK.search(s.text)) and before not in chosen:
             chosen.append(before)
         after = sentences.neighbour(c, s, 1)
         if after and (_CONTINUES.match(after[1].text) or s.text.rstrip().endswith(":")) and after not in chosen:

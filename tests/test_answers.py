@@ -142,6 +142,20 @@ def test_why_follows_the_sentences_that_lean_back_one_after_another():
     assert who.texts == sentences[:1]  # nothing asked that the next one adds
 
 
+@pytest.mark.parametrize("best,joins", [("Die dortige Schule bildete Funker aus.", True), ("Die Schule bildete Funker aus.", False)])
+def test_a_sentence_that_points_at_a_place_named_before_brings_that_sentence(best, joins):
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    sentences = ["Viele Offiziere lernten in Kama.", best]
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[1]), (0.1, chunk, spans[0])]
+    chosen = select_evidence(analyse("Wo wurden Funker ausgebildet?"), ranked, Sentences([chunk]), tie=0.0).texts
+    assert chosen == (sentences if joins else [best]), chosen
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
