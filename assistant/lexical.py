@@ -100,6 +100,16 @@ def same_word(a: str, b: str) -> bool:
     return a == b or (len(a) >= 5 and len(b) >= 5 and a[:5] == b[:5])
 
 
+def near_form(a: str, b: str) -> bool:
+    """Two normalised words that differ only by an ending of up to two letters the stemmer left: a
+    genitive or possessive ("ossietzkys" / "ossietzky"), a participle ("verurteil" / "verurteilt").
+
+    >>> near_form("ossietzkys", "ossietzky"), near_form("kama", "kamas"), near_form("deutsch", "deutschland")
+    (True, False, False)
+    """
+    return len(a) >= 5 and len(b) >= 5 and abs(len(a) - len(b)) <= 2 and (a.startswith(b) or b.startswith(a))
+
+
 def compound_parts(token: str, vocabulary: set[str] | dict[str, int]) -> list[str]:
     """Up to four known words of >= 4 letters that begin or end a longer token, longest first.
 
@@ -184,19 +194,12 @@ class LexicalIndex:
         return cls(bm25, ids)
 
     def near_forms(self, token: str) -> list[str]:
-        """Indexed words that differ from an unindexed token only by an ending of up to two letters
-        the stemmer left: a genitive or possessive ("ossietzkys" / "ossietzky"), a participle
-        ("verurteil" / "verurteilt").
+        """Indexed words that are a :func:`near_form` of an unindexed token.
 
         >>> LexicalIndex.build(["Ossietzky wurde verurteilt."], ["a"]).near_forms("ossietzkys")
         ['ossietzky']
         """
-        if len(token) < 5:
-            return []
-        return [
-            w for w in self._by_head.get(token[:5], ())
-            if abs(len(w) - len(token)) <= 2 and (w.startswith(token) or token.startswith(w))
-        ]
+        return [w for w in self._by_head.get(token[:5], ()) if near_form(w, token)]
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` best (id, BM25 score) pairs; only documents sharing a word with the query."""

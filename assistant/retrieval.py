@@ -19,7 +19,7 @@ from pydantic import ConfigDict, PrivateAttr
 from . import AssistantError
 from .chunking import Chunk, Span
 from .embeddings import cosine
-from .lexical import ASKING, LexicalIndex, tokenize
+from .lexical import ASKING, LexicalIndex, near_form, tokenize
 from .settings import Settings
 from .store import Store
 
@@ -173,6 +173,11 @@ def validate_query(text: str, limit: int) -> str:
     return cleaned
 
 
+def _held(token: str, words: set[str]) -> bool:
+    """The sentence's words hold the token, or a near form of it ("Ossietzkys" for "Ossietzky")."""
+    return token in words or any(near_form(token, w) for w in words)
+
+
 def rank_sentences(
     query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default,
     context: str = "", context_weight: float = 0.0, words: str = "", references: bool = False,
@@ -204,7 +209,7 @@ def rank_sentences(
             qv = embeddings.embed_query(text)
             meaning = [cosine(qv, v) for v in vectors]
         qtok = set(tokenize(f"{text} {more}")) - ASKING
-        return [similar + lexical_weight * (len(qtok & held) / len(qtok) if qtok else 0.0)
+        return [similar + lexical_weight * (sum(_held(t, held) for t in qtok) / len(qtok) if qtok else 0.0)
                 for similar, held in zip(meaning, sentence_words)]
 
     total = scores(query, words)
