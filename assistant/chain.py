@@ -33,6 +33,7 @@ from .citations import (
     in_other_clause,
     parse_markers,
     render,
+    unlisted,
     verify,
 )
 from .corpus import split_sentences
@@ -459,6 +460,7 @@ class AnswerChain:
             yield "answer", answer
             return
         result.draft = draft
+        draft = unlisted(draft)
         declined = REFUSAL_MARK in draft.upper() and len(tokenize(draft.replace(REFUSAL_MARK, ""))) < 3
         if declined and (not strong or unfamiliar):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))

@@ -210,6 +210,41 @@ class Support:
         return spans[max(scored)[1]]
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
+_ENDS_SENTENCE = re.compile(r"[.!?…][“”\"')»]*(?:\s*\[\d[\d,;\s]*\])*$")
+
+
+def unlisted(text: str) -> str:
+    r"""A draft laid out as a list, as plain sentences: items that are sentences stand as such,
+    without their numbers or bullets; items of a few words join the line that introduces them
+    ("Es waren: Kama, Lipezk."). As one line, "… waren: 1. Kama 2. Lipezk" is one claim holding
+    numbers no source has; as sentences of their own, "Kama." is a fragment cut off from what it
+    answers. Text without list items stays as it is.
+
+    >>> unlisted("Es waren:\n\n1. Kama [2]\n2. Lipezk [3]\n\nDas war alles.")
+    'Es waren: Kama [2], Lipezk [3]. Das war alles.'
+    >>> unlisted("Folgen:\n- Der Autor musste nach Frankreich fliehen\n- Er wurde verurteilt.")
+    'Folgen. Der Autor musste nach Frankreich fliehen. Er wurde verurteilt.'
+    >>> unlisted("Am 24. April 1926.\nDanach kam nichts.")
+    'Am 24. April 1926.\nDanach kam nichts.'
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) < 2 or not any(_LIST_ITEM.match(line) for line in lines):
+        return text
+    sentences: list[str] = []
+    joining = False  # the last sentence introduces or already holds items of a few words
+    for line in lines:
+        item = _LIST_ITEM.sub("", line).strip()
+        short = bool(_LIST_ITEM.match(line)) and len(tokenize(parse_markers(item)[0])) <= 3
+        if short and sentences and (joining or sentences[-1].endswith(":")):
+            sentences[-1] += (" " if sentences[-1].endswith(":") else ", ") + item.rstrip(".")
+            joining = True
+            continue
+        sentences.append(item)
+        joining = short
+    return " ".join(s.rstrip(":") + ("" if _ENDS_SENTENCE.search(s.rstrip(":")) else ".") for s in sentences)
+
+
 def claims(text: str) -> list[tuple[str, list[int]]]:
     """Each sentence of an answer without its markers, and the marker numbers it carried.
 

@@ -156,6 +156,13 @@ def test_a_sentence_that_points_at_a_place_named_before_brings_that_sentence(bes
     assert chosen == (sentences if joins else [best]), chosen
 
 
+def test_a_draft_written_as_a_numbered_list_is_verified_item_by_item(article):
+    draft = ("Die Folgen für die Beteiligten waren:\n\n1. Walter Kreiser musste nach Frankreich fliehen.\n"
+             "2. Carl von Ossietzky wurde im Weltbühne-Prozess zu einer Haftstrafe verurteilt.")
+    answer = ask(article, "Was waren die Folgen des Weltbühne-Artikels für die Beteiligten?", draft)
+    assert not answer.refused and "Haftstrafe" in answer.answer, answer.answer
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
