@@ -132,6 +132,7 @@ _LEANS_BACK = re.compile(
     r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|instead|however|he|she|it|they"
     r"|his|her|their|both)\b"
     r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
+    r"|^(?i:der|die|das|the)\s+\w+\s+(?i:selbst|itself|themselves)\b"  # "Der Vertrag selbst …": the one just named
 )
 # Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …",
 # "Erkenntnisse aus diesen Projekten …").

@@ -142,8 +142,9 @@ def test_why_follows_the_sentences_that_lean_back_one_after_another():
     assert who.texts == sentences[:1]  # nothing asked that the next one adds
 
 
-@pytest.mark.parametrize("best,joins", [("Die dortige Schule bildete Funker aus.", True), ("Die Schule bildete Funker aus.", False)])
-def test_a_sentence_that_points_at_a_place_named_before_brings_that_sentence(best, joins):
+@pytest.mark.parametrize("best,joins", [("Die dortige Schule bildete Funker aus.", True), ("Die Schule bildete Funker aus.", False),
+                                        ("Die Schule selbst bildete Funker aus.", True)])
+def test_a_sentence_that_points_at_what_was_named_before_brings_that_sentence(best, joins):
     from assistant.chunking import Chunk, Span
     from assistant.evidence import Sentences, analyse, select_evidence
 
