@@ -242,7 +242,9 @@ def analyse(question: str, lang: str = "") -> Asked:
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
-        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - ASKING,
+        # Not the kind of answer asked for ("… für eine Einrichtung?"), which the text need not say.
+        tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - ASKING
+        - frozenset(tokenize(" ".join(kind_asked(question)))),
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
@@ -382,6 +384,21 @@ class Vocabulary:
         return any(token[:i] in self.words or token[-i:] in self.words for i in range(self.MIN, len(token)))
 
 
+# "Was war Kama für eine Einrichtung?", "Was für Waffen …?": the noun names the kind of answer.
+_WHAT_KIND = re.compile(r"(?i:\bwas\b)(?:(?:\s+[\w-]+)*?\s+(?i:für)\s+(?i:ein|eine|einen|einem|einer)|\s+(?i:für))\s+([A-ZÄÖÜ][\wäöüß-]*)")
+
+
+def kind_asked(question: str) -> set[str]:
+    """The nouns a German "was … für (ein) X" question names as the kind of its answer.
+
+    >>> kind_asked("Was war Kama denn überhaupt für eine Einrichtung?"), kind_asked("Was für Waffen gab es?")
+    ({'Einrichtung'}, {'Waffen'})
+    >>> kind_asked("Was tat er für Deutschland?"), kind_asked("Was tat er für die Partei?")
+    (set(), set())
+    """
+    return {m.group(1) for m in _WHAT_KIND.finditer(question)}
+
+
 def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     """Nouns and names of a German question that the corpus never uses.
 
@@ -398,8 +415,11 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     ['Fliegerschule']
     >>> unknown_terms("In welchem Zeitraum wurden Giftgase in Lipezk getestet?", v)
     ['Giftgase']
+    >>> unknown_terms("Was war Lipezk denn für eine Einrichtung?", v)
+    []
     """
     words = re.findall(r"[\wÄÖÜäöüß-]+", question)
+    kinds = kind_asked(question)  # "Was war Kama für eine Einrichtung?"
     found = []
     in_type_phrase = False  # between a question word and its noun or verb
     for i, word in enumerate(words):
@@ -417,7 +437,7 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
                 in_type_phrase = False
             continue
         # Short words are mostly generic ("Amt", "Ende") and their stems unreliable: not evidence.
-        if i == 0 or not word[0].isupper() or len(word) < 5 or low in ABOUT_THE_TEXT or not tokenize(word):
+        if i == 0 or not word[0].isupper() or len(word) < 5 or low in ABOUT_THE_TEXT or word in kinds or not tokenize(word):
             continue
         if not _known(word, vocabulary):
             found.append(word)

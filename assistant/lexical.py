@@ -28,7 +28,7 @@ import numpy as np
 
 STEMMER_LANGUAGE = "german"  # Snowball's German stemmer; on English words it strips -s/-en/-er/-e alike
 # Saved indexes record this; one made by other word rules is rebuilt, not misread. Change it with them.
-WORD_RULES = f"snowball-{STEMMER_LANGUAGE}+ung+ge+parts/2"
+WORD_RULES = f"snowball-{STEMMER_LANGUAGE}+ung+ge+parts/3"
 _STOPWORDS = set(
     """der die das den dem des ein eine einer einen einem eines und oder aber in im ins an am auf
     aus bei mit nach von vom vor zu zum zur über unter durch für gegen ohne um als wie wo wer was
@@ -37,7 +37,8 @@ _STOPWORDS = set(
     dies diese dieser diesem diesen dann denn doch kein keine the a an of to in on for and or
     is are was were be been by with what who whom when where why how which did does do that this
     from at as it its their they he she his her not about ihrem ihres ihrer seinem seiner seines seinen
-    ihm ihn dort dessen deren jene jener man wir uns mir mich dir dich them him there""".split()
+    ihm ihn dort dessen deren jene jener man wir uns mir mich dir dich them him there
+    überhaupt eigentlich halt bloß mal""".split()  # the last: particles that colour a question, never its topic
 )
 _WORD = re.compile(r"\w+")
 # A participle with "ge" after a separable prefix ("ausgebildet") meets its verb and noun ("Ausbildung").

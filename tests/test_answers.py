@@ -164,6 +164,13 @@ def test_a_draft_written_as_a_numbered_list_is_verified_item_by_item(article):
     assert not answer.refused and "Haftstrafe" in answer.answer, answer.answer
 
 
+def test_the_kind_of_answer_asked_for_need_not_be_in_the_text(article):
+    # "Einrichtung" names the kind of answer ("was … für eine"): the text says "Panzerschule Kama".
+    answer = ask(article, "Was war Kama denn überhaupt für eine Einrichtung?",
+                 "Kama war eine Einrichtung in der Sowjetunion, die Flugzeuge entwickelte.")
+    assert not answer.refused and "Panzerschule Kama" in answer.answer, answer.answer
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
