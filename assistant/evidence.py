@@ -136,7 +136,11 @@ _LEANS_BACK = re.compile(
 )
 # Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …",
 # "Erkenntnisse aus diesen Projekten …").
-_REFERS_BACK = re.compile(r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|diese[nmrs]?|there|therein|these|those)\b", re.IGNORECASE)
+_REFERS_BACK = re.compile(
+    r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|gleichzeitig|zugleich|diese[nmrs]?|there|therein|these|those"
+    r"|meanwhile|simultaneously)\b",
+    re.IGNORECASE,
+)
 # A place or a thing named in the sentence before, pointed at ("Die dortige Entwicklung …", "sagten
 # sich darin … zu"): the sentence does not say which without it.
 _POINTS_BACK = re.compile(r"\b(?:dort|dortige\w*|darin|ebendort|there|therein)\b", re.IGNORECASE)

@@ -113,6 +113,7 @@ def test_a_sentence_that_names_again_what_the_best_one_named_goes_on_from_it(aft
 @pytest.mark.parametrize("sentences", [
     ["Die Sache war ein offenes Geheimnis.", "Eine Zeitung schrieb 1929 darüber."],  # the paragraph's opening claim
     ["Es gab Versuche.", "Zwei Projekte sind nennenswert.", "Erkenntnisse aus diesen Projekten wurden genutzt."],
+    ["Es gab Gespräche.", "Eine Zeitung enthüllte 1926 die Sache.", "Obwohl gleichzeitig verhandelt wurde, schadete es nicht."],
 ])
 def test_why_takes_the_sentence_after_an_opening_claim_or_one_that_refers_back(sentences):
     from assistant.chunking import Chunk, Span
