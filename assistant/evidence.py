@@ -519,6 +519,11 @@ class Sentences:
         return other if same_paragraph else None
 
 
+def _needs_before(sentence: str) -> bool:
+    """The sentence cannot stand without the one before it: it leans back on it or points at what it named."""
+    return bool(_LEANS_BACK.match(sentence) or _POINTS_BACK.search(sentence))
+
+
 def select_evidence(
     asked: Asked, ranked: Sequence[tuple[float, Chunk, Span]], sentences: Sentences,
     margin: float = Settings.model_fields["second_fact_margin"].default, tie: float = Settings.model_fields["tie_margin"].default,
@@ -547,7 +552,7 @@ def select_evidence(
     def add_context(item: tuple[Chunk, Span]) -> None:
         c, s = item
         before = sentences.neighbour(c, s, -1)
-        if before and (_LEANS_BACK.match(s.text) or _POINTS_BACK.search(s.text)) and before not in chosen:
+        if before and _needs_before(s.text) and before not in chosen:
             chosen.append(before)
         after = sentences.neighbour(c, s, 1)
         if after and (_CONTINUES.match(after[1].text) or s.text.rstrip().endswith(":")) and after not in chosen:
@@ -598,6 +603,11 @@ def select_evidence(
     # Then a sentence nearly as close as the best, where room is left.
     chosen += [(c, s) for score, c, s in ranked[1:] if tie > 0 and score >= best_score - tie and (c, s) not in chosen]
     chosen = chosen[:most]
+    # Any sentence chosen that leans on the one before it brings that one too, where room is left.
+    for c, s in list(chosen):
+        before = sentences.neighbour(c, s, -1)
+        if len(chosen) < most and before and before not in chosen and _needs_before(s.text):
+            chosen.append(before)
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)
 

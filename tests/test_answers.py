@@ -172,6 +172,19 @@ def test_the_kind_of_answer_asked_for_need_not_be_in_the_text(article):
     assert not answer.refused and "Panzerschule Kama" in answer.answer, answer.answer
 
 
+def test_any_sentence_chosen_that_leans_back_brings_the_one_it_leans_on():
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    sentences = ["Es folgte der Vertrag von Rapallo.", "Der Vertrag selbst regelte nur Reparationen.", "Später kam der Berliner Vertrag."]
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[2]), (0.85, chunk, spans[1]), (0.1, chunk, spans[0])]
+    chosen = select_evidence(analyse("Welche Verträge regelten etwas?"), ranked, Sentences([chunk]), tie=0.1).texts
+    assert chosen == sentences, chosen
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
