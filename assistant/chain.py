@@ -31,6 +31,7 @@ from .citations import (
     Verified,
     comma_clauses,
     in_other_clause,
+    is_fragment,
     parse_markers,
     render,
     unlisted,
@@ -400,9 +401,11 @@ class AnswerChain:
         asking = question if rewritten == question else " ".join([*_capitalised(question), history[-1][0]])
         words = set(tokenize(asking)) - ASKING
         vocabulary = self._vocabulary(references=bool(about_source))
-        # A name of the text in a genitive ("Ossietzkys Funktion", "Schubert's role") makes it a
-        # question about the text, whatever the word for what it asks of that name.
-        known = bool(words) and (all(vocabulary.knows(t) for t in words) or bool(possessors(asking, vocabulary)))
+        # A name of the text in a genitive ("Bergers Amt", "Berger's role") makes it a question
+        # about the text, whatever the word for what it asks of that name.
+        asked_texts = [question] if rewritten == question else [question, history[-1][0]]
+        known = bool(words) and (all(vocabulary.knows(t) for t in words)
+                                 or any(possessors(text, vocabulary) for text in asked_texts))
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
@@ -757,7 +760,7 @@ class AnswerChain:
             wanted = replace(asked, tokens=own | frozenset(tokenize(bridge)))
         checked = [
             (claim, found) for claim, found in verified
-            if (len(tokenize(claim)) > 3 or coverage(wanted, self._around(found)) >= 0.5)
+            if (not is_fragment(claim) or coverage(wanted, self._around(found)) >= 0.5)
             and not self._misplaced(claim, asked, [s.text for _, s in found])
             and fits_type(asked, [claim])
             and not (asked.yes_no and _premise_only(claim, named, found, across=reply != self._corpus_language()))
@@ -797,11 +800,11 @@ class AnswerChain:
         return text, footnotes, bool(checked)
 
     def _misplaced(self, claim: str, asked: Asked, texts: list[str]) -> bool:
-        """A fragment ("Frankreich.") given for something a name of the text has ("What was
-        Ossietzky's birthplace?"), which its sentences say of someone else: another clause."""
+        """A fragment ("Neustadt.") given for something a name of the text has ("What was
+        Berger's birthplace?"), which its sentences say of someone else: another clause."""
         names = possessors(asked.text, self._vocabulary())
         fragment = parse_markers(claim)[0]
-        return bool(names) and len(tokenize(fragment)) <= 3 and any(in_other_clause(fragment, names, t) for t in texts)
+        return bool(names) and is_fragment(fragment) and any(in_other_clause(fragment, names, t) for t in texts)
 
     def _judged(self, asked: Asked, best: str, reply: str) -> float | None:
         """The local model's margin for "yes" over "no" to the question, shown only its best

@@ -17,7 +17,7 @@ from .chunking import Chunk, Span
 from .corpus import split_sentences
 from .embeddings import cosine
 from .evidence import negated
-from .lexical import same_word, tokenize
+from .lexical import near_form, same_word, tokenize
 from .settings import Settings
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -210,34 +210,44 @@ class Support:
         return spans[max(scored)[1]]
 
 
+FRAGMENT_WORDS = 3  # a claim of this many content words or fewer is a fragment ("Hans von Seeckt."), not a sentence
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
 _ENDS_SENTENCE = re.compile(r"[.!?…][“”\"')»]*(?:\s*\[\d[\d,;\s]*\])*$")
 
 
+def is_fragment(claim: str) -> bool:
+    """A claim of a few words, without what a sentence would say of them.
+
+    >>> is_fragment("Neustadt [2]."), is_fragment("Anna Berger zog nach Neustadt.")
+    (True, False)
+    """
+    return len(tokenize(parse_markers(claim)[0])) <= FRAGMENT_WORDS
+
+
 def unlisted(text: str) -> str:
     r"""A draft laid out as a list, as plain sentences: items that are sentences stand as such,
-    without their numbers or bullets; items of a few words join the line that introduces them
-    ("Es waren: Kama, Lipezk."). As one line, "… waren: 1. Kama 2. Lipezk" is one claim holding
-    numbers no source has; as sentences of their own, "Kama." is a fragment cut off from what it
-    answers. Text without list items stays as it is.
+    without their numbers or bullets; fragments join the line that introduces them ("Es waren:
+    Neustadt, Birkenfeld."). As one line, "… waren: 1. Neustadt 2. Birkenfeld" is one claim holding
+    numbers no source has; as sentences of their own, "Neustadt." is a fragment cut off from what
+    it answers. Text without list items stays as it is.
 
-    >>> unlisted("Es waren:\n\n1. Kama [2]\n2. Lipezk [3]\n\nDas war alles.")
-    'Es waren: Kama [2], Lipezk [3]. Das war alles.'
-    >>> unlisted("Folgen:\n- Der Autor musste nach Frankreich fliehen\n- Er wurde verurteilt.")
-    'Folgen. Der Autor musste nach Frankreich fliehen. Er wurde verurteilt.'
-    >>> unlisted("Am 24. April 1926.\nDanach kam nichts.")
-    'Am 24. April 1926.\nDanach kam nichts.'
+    >>> unlisted("Es waren:\n\n1. Neustadt [2]\n2. Birkenfeld [3]\n\nDas war alles.")
+    'Es waren: Neustadt [2], Birkenfeld [3]. Das war alles.'
+    >>> unlisted("Folgen:\n- Die Autorin zog mit dem Verlag nach Neustadt\n- Sie schrieb.\n- Er blieb.")
+    'Folgen. Die Autorin zog mit dem Verlag nach Neustadt. Sie schrieb. Er blieb.'
+    >>> unlisted("Am 3. Mai 1901.\nDanach kam nichts.")
+    'Am 3. Mai 1901.\nDanach kam nichts.'
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) < 2 or not any(_LIST_ITEM.match(line) for line in lines):
         return text
     sentences: list[str] = []
-    joining = False  # the last sentence introduces or already holds items of a few words
+    joining = False  # the last sentence introduces or already holds fragments
     for line in lines:
         item = _LIST_ITEM.sub("", line).strip()
-        short = bool(_LIST_ITEM.match(line)) and len(tokenize(parse_markers(item)[0])) <= 3
+        short = bool(_LIST_ITEM.match(line)) and is_fragment(item) and not _ENDS_SENTENCE.search(item)
         if short and sentences and (joining or sentences[-1].endswith(":")):
-            sentences[-1] += (" " if sentences[-1].endswith(":") else ", ") + item.rstrip(".")
+            sentences[-1] += (" " if sentences[-1].endswith(":") else ", ") + item
             joining = True
             continue
         sentences.append(item)
@@ -278,21 +288,25 @@ def comma_clauses(sentence: str) -> list[str]:
 
 def in_other_clause(fragment: str, names: Iterable[str], sentence: str) -> bool:
     """The sentence names ``names`` and holds the fragment, but only in clauses without them:
-    what it says of the fragment it says of someone else ("Kreiser fled to France, Ossietzky was
-    sentenced": France is not where Ossietzky was born).
+    what it says of the fragment it says of someone else ("Koch moved to Neustadt, Berger was
+    sentenced": Neustadt is not where Berger was born).
 
-    >>> s = "Der Autor Walter Kreiser musste nach Frankreich fliehen, der Chefredakteur Carl von Ossietzky wurde verurteilt."
-    >>> in_other_clause("Frankreich", ["Ossietzky"], s), in_other_clause("Chefredakteur", ["Ossietzky"], s)
+    >>> s = "Der Maler Paul Koch musste nach Neustadt ziehen, die Verlegerin Anna Bergers Freundin wurde verurteilt."
+    >>> in_other_clause("Neustadt", ["Berger"], s), in_other_clause("Verlegerin", ["Berger"], s)
     (True, False)
-    >>> in_other_clause("Schubert", ["Stresemann"], "Doch Stresemann und sein Staatssekretär Schubert hatten Bedenken, weil es schadete.")
+    >>> in_other_clause("Koch", ["Berger"], "Doch Berger und ihr Sekretär Koch hatten Bedenken, weil es schadete.")
     False
     """
     said = set(tokenize(fragment))
     named = {t for name in names for t in tokenize(name)} - said
-    if not said or not named or not named & set(tokenize(sentence)):
+
+    def holds(words: set[str], token: str) -> bool:
+        return token in words or any(near_form(token, w) for w in words)
+
+    if not said or not named or not any(holds(set(tokenize(sentence)), t) for t in named):
         return False
     holding = [clause for part in comma_clauses(sentence) if said <= (clause := set(tokenize(part)))]
-    return bool(holding) and not any(named & clause for clause in holding)
+    return bool(holding) and not any(holds(clause, t) for clause in holding for t in named)
 
 
 def embedding_similarity(embeddings: Any, clause_margin: float | None = None) -> Callable[[str, list[str]], list[float]]:

@@ -132,7 +132,7 @@ _LEANS_BACK = re.compile(
     r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|instead|however|he|she|it|they"
     r"|his|her|their|both)\b"
     r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
-    r"|^(?i:der|die|das|the)\s+\w+\s+(?i:selbst|itself|themselves)\b"  # "Der Vertrag selbst …": the one just named
+    r"|^(?i:der|die|das|the)\s+\w+\s+(?i:selbst|itself|themselves)\b"  # "Die Schule selbst …": the one just named
 )
 # Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …",
 # "Erkenntnisse aus diesen Projekten …").
@@ -141,9 +141,9 @@ _REFERS_BACK = re.compile(
     r"|meanwhile|simultaneously)\b",
     re.IGNORECASE,
 )
-# A place or a thing named in the sentence before, pointed at ("Die dortige Entwicklung …", "sagten
-# sich darin … zu"): the sentence does not say which without it.
-_POINTS_BACK = re.compile(r"\b(?:dort|dortige\w*|darin|ebendort|there|therein)\b", re.IGNORECASE)
+# A place or a thing named in the sentence before, pointed at ("Die dortige Schule …", "stand
+# darin"): the sentence does not say which without it. (A subset of ``_REFERS_BACK``.)
+_POINTS_BACK = re.compile(r"\b(?:dort|dortige\w*|darin|there|therein)\b", re.IGNORECASE)
 # A sentence that continues the one before it (a list, an addition).
 _CONTINUES = re.compile(
     r"^(?:außerdem|zudem|ferner|darüber hinaus|weiterhin|ebenso|auch|moreover|furthermore|in addition|additionally|also)\b",
@@ -246,7 +246,7 @@ def analyse(question: str, lang: str = "") -> Asked:
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
-        # Not the kind of answer asked for ("… für eine Einrichtung?"), which the text need not say.
+        # Not the kind of answer asked for ("… für ein Gebäude?"), which the text need not say.
         tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - ASKING
         - frozenset(tokenize(" ".join(kind_asked(question)))),
         yes_no=yes_no,
@@ -388,19 +388,23 @@ class Vocabulary:
         return any(token[:i] in self.words or token[-i:] in self.words for i in range(self.MIN, len(token)))
 
 
-# "Was war Kama für eine Einrichtung?", "Was für Waffen …?": the noun names the kind of answer.
-_WHAT_KIND = re.compile(r"(?i:\bwas\b)(?:(?:\s+[\w-]+)*?\s+(?i:für)\s+(?i:ein|eine|einen|einem|einer)|\s+(?i:für))\s+([A-ZÄÖÜ][\wäöüß-]*)")
+# "Was für Bücher …?", "Was war das Zollhaus für ein Gebäude?": the noun names the kind of answer.
+_WHAT_KIND = re.compile(
+    r"(?i:\bwas\s+für)\s+(?:(?i:ein|eine|einen|einem|einer)\s+)?(?:[a-zäöü][\wäöüß-]*\s+)?([A-ZÄÖÜ][\wäöüß-]*)"
+    r"|(?i:\bwas\s+(?:ist|war|sind|waren|wäre|wären))(?:\s+[\wäöüß-]+){1,4}?\s+(?i:für)\s+(?:(?i:ein|eine|einen|einem|einer)\s+)?"
+    r"(?:[a-zäöü][\wäöüß-]*\s+)?([A-ZÄÖÜ][\wäöüß-]*)\s*[?.!]?\s*$"
+)
 
 
 def kind_asked(question: str) -> set[str]:
     """The nouns a German "was … für (ein) X" question names as the kind of its answer.
 
-    >>> kind_asked("Was war Kama denn überhaupt für eine Einrichtung?"), kind_asked("Was für Waffen gab es?")
-    ({'Einrichtung'}, {'Waffen'})
-    >>> kind_asked("Was tat er für Deutschland?"), kind_asked("Was tat er für die Partei?")
-    (set(), set())
+    >>> kind_asked("Was war das Zollhaus denn überhaupt für ein altes Gebäude?"), kind_asked("Was für Bücher gab es?")
+    ({'Gebäude'}, {'Bücher'})
+    >>> kind_asked("Was waren das für Bücher?"), kind_asked("Was tat sie für eine Partei?"), kind_asked("Was tat sie für Neustadt?")
+    ({'Bücher'}, set(), set())
     """
-    return {m.group(1) for m in _WHAT_KIND.finditer(question)}
+    return {m.group(1) or m.group(2) for m in _WHAT_KIND.finditer(question.strip())}
 
 
 def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
@@ -419,11 +423,11 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     ['Fliegerschule']
     >>> unknown_terms("In welchem Zeitraum wurden Giftgase in Lipezk getestet?", v)
     ['Giftgase']
-    >>> unknown_terms("Was war Lipezk denn für eine Einrichtung?", v)
+    >>> unknown_terms("Was war Lipezk denn für eine Einrichtung?", v)  # the kind of answer asked for
     []
     """
     words = re.findall(r"[\wÄÖÜäöüß-]+", question)
-    kinds = kind_asked(question)  # "Was war Kama für eine Einrichtung?"
+    kinds = kind_asked(question)
     found = []
     in_type_phrase = False  # between a question word and its noun or verb
     for i, word in enumerate(words):
@@ -448,23 +452,24 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     return found
 
 
-# A name in a pre-posed genitive: "Schubert's position", "Andreas' Buch", German "Ossietzkys
-# Funktion" (without an apostrophe only before a noun: German puts only names there).
-_POSSESSOR = re.compile(r"\b([A-ZÄÖÜ][\w-]+?)(?:['’]s?\b|s(?=\s+[A-ZÄÖÜ]))")
+# A name in a pre-posed genitive: "Berger's role", "Andreas' Buch", German "Bergers Amt" (without an
+# apostrophe only before a noun: German puts only names there).
+_POSSESSOR = re.compile(r"\b([A-ZÄÖÜ][\w-]{2,}?)(?:['’](?:s\b)?|s(?=\s+[A-ZÄÖÜ]))")
 
 
 def possessors(question: str, vocabulary: Vocabulary) -> list[str]:
-    """Names the corpus uses, asked about in a pre-posed genitive: the question is about them
-    even when the thing it asks of them ("Funktion", "role") is a word the text never uses.
+    """Names (or nouns) the corpus uses, asked about in a pre-posed genitive: the question is
+    about them even when the thing it asks of them ("Amt", "role") is a word the text never uses.
 
-    >>> v = Vocabulary(["Staatssekretär Carl von Schubert und Carl von Ossietzky."])
-    >>> possessors("Was war Ossietzkys Funktion?", v), possessors("What was Schubert's position?", v)
-    (['Ossietzky'], ['Schubert'])
-    >>> possessors("Wer war Kolbs Mitautor?", v), possessors("Welches Land war es?", v)
+    >>> v = Vocabulary(["Die Stadträtin Anna Berger und der Maler Paul Koch."])
+    >>> possessors("Was war Bergers Amt?", v), possessors("What was Koch's position?", v), possessors("Was Koch' Bild?", v)
+    (['Berger'], ['Koch'], ['Koch'])
+    >>> possessors("Wer war Meiers Chef?", v), possessors("Welches Amt hatte sie?", v)
     ([], [])
     """
-    return [name for name in _POSSESSOR.findall(question)
-            if name.lower() not in W_WORDS and (tokens := tokenize(name)) and all(t in vocabulary.words for t in tokens)]
+    return [name for name, word in ((m.group(1), m.group(0)) for m in _POSSESSOR.finditer(question))
+            if word.lower().rstrip("'’") not in W_WORDS | ASKING and (tokens := tokenize(name))
+            and all(t in vocabulary.words for t in tokens)]
 
 
 def _known(word: str, vocabulary: Vocabulary) -> bool:

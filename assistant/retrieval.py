@@ -174,7 +174,7 @@ def validate_query(text: str, limit: int) -> str:
 
 
 def _held(token: str, words: set[str]) -> bool:
-    """The sentence's words hold the token, or a near form of it ("Ossietzkys" for "Ossietzky")."""
+    """The sentence's words hold the token, or a near form of it ("Kowalskis" for "Kowalski")."""
     return token in words or any(near_form(token, w) for w in words)
 
 
