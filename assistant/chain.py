@@ -78,7 +78,8 @@ NOT_IN_TEXT = {
 NEARBY = {"de": {"article": "Er sagt dazu:", "documents": "Sie sagen dazu:"},
           "en": {"article": "What it says nearby:", "documents": "What they say nearby:"}}
 VERDICT = {"de": {"ja": "Ja.", "nein": "Nein."}, "en": {"ja": "Yes.", "nein": "No."}}
-VERDICT_WORDS = {"de": ("Ja", "Nein"), "en": ("Yes", "No")}  # what the judge is asked to answer with
+# What the judge is asked to answer with: the verdicts' words.
+VERDICT_WORDS = {lang: (words["ja"].rstrip("."), words["nein"].rstrip(".")) for lang, words in VERDICT.items()}
 LOG = logging.getLogger("assistant.chain")
 DECLINE = {
     "de": "Das kann ich nicht tun: Ich beantworte nur Fragen zum Artikel „{title}“.",
@@ -398,12 +399,12 @@ class AnswerChain:
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
         # A follow-up's own words that may be off the text are the things it names ("Und wie backe
         # ich Brot?"), not its verb: "Was geschah mit ihm?" asks about what was just named.
+        asked_texts = [question] if rewritten == question else [question, history[-1][0]]
         asking = question if rewritten == question else " ".join([*_capitalised(question), history[-1][0]])
         words = set(tokenize(asking)) - ASKING
         vocabulary = self._vocabulary(references=bool(about_source))
         # A name of the text in a genitive ("Bergers Amt", "Berger's role") makes it a question
-        # about the text, whatever the word for what it asks of that name.
-        asked_texts = [question] if rewritten == question else [question, history[-1][0]]
+        # about the text, whatever the word for what it asks of that name (read in each question).
         known = bool(words) and (all(vocabulary.knows(t) for t in words)
                                  or any(possessors(text, vocabulary) for text in asked_texts))
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known

@@ -17,7 +17,7 @@ from .chunking import Chunk, Span
 from .corpus import split_sentences
 from .embeddings import cosine
 from .evidence import negated
-from .lexical import near_form, same_word, tokenize
+from .lexical import held, same_word, tokenize
 from .settings import Settings
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -299,14 +299,10 @@ def in_other_clause(fragment: str, names: Iterable[str], sentence: str) -> bool:
     """
     said = set(tokenize(fragment))
     named = {t for name in names for t in tokenize(name)} - said
-
-    def holds(words: set[str], token: str) -> bool:
-        return token in words or any(near_form(token, w) for w in words)
-
-    if not said or not named or not any(holds(set(tokenize(sentence)), t) for t in named):
+    if not said or not named or not any(held(t, set(tokenize(sentence))) for t in named):
         return False
     holding = [clause for part in comma_clauses(sentence) if said <= (clause := set(tokenize(part)))]
-    return bool(holding) and not any(holds(clause, t) for clause in holding for t in named)
+    return bool(holding) and not any(held(t, clause) for clause in holding for t in named)
 
 
 def embedding_similarity(embeddings: Any, clause_margin: float | None = None) -> Callable[[str, list[str]], list[float]]:

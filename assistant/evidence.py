@@ -134,16 +134,16 @@ _LEANS_BACK = re.compile(
     r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
     r"|^(?i:der|die|das|the)\s+\w+\s+(?i:selbst|itself|themselves)\b"  # "Die Schule selbst …": the one just named
 )
-# Words by which a sentence refers back to the one before it wherever they stand ("sagten sich darin …",
-# "Erkenntnisse aus diesen Projekten …").
+# A place or a thing named in the sentence before, pointed at ("Die dortige Schule …", "stand
+# darin"): the sentence does not say which without it.
+_POINTING = r"dort|dortige\w*|darin|there|therein"
+_POINTS_BACK = re.compile(rf"\b(?:{_POINTING})\b", re.IGNORECASE)
+# Words by which a sentence refers back to the one before it wherever they stand (those pointing,
+# "Erkenntnisse aus diesen Projekten …", "gleichzeitig").
 _REFERS_BACK = re.compile(
-    r"\b(?:darin|dort|dortige\w*|dabei|daraufhin|damals|gleichzeitig|zugleich|diese[nmrs]?|there|therein|these|those"
-    r"|meanwhile|simultaneously)\b",
+    rf"\b(?:{_POINTING}|dabei|daraufhin|damals|gleichzeitig|zugleich|diese[nmrs]?|these|those|meanwhile|simultaneously)\b",
     re.IGNORECASE,
 )
-# A place or a thing named in the sentence before, pointed at ("Die dortige Schule …", "stand
-# darin"): the sentence does not say which without it. (A subset of ``_REFERS_BACK``.)
-_POINTS_BACK = re.compile(r"\b(?:dort|dortige\w*|darin|there|therein)\b", re.IGNORECASE)
 # A sentence that continues the one before it (a list, an addition).
 _CONTINUES = re.compile(
     r"^(?:außerdem|zudem|ferner|darüber hinaus|weiterhin|ebenso|auch|moreover|furthermore|in addition|additionally|also)\b",

@@ -111,6 +111,11 @@ def near_form(a: str, b: str) -> bool:
     return len(a) >= 5 and len(b) >= 5 and abs(len(a) - len(b)) <= 2 and (a.startswith(b) or b.startswith(a))
 
 
+def held(token: str, words: set[str]) -> bool:
+    """The words hold the token, or a :func:`near_form` of it ("kowalskis" for "kowalski")."""
+    return token in words or any(near_form(token, w) for w in words)
+
+
 def compound_parts(token: str, vocabulary: set[str] | dict[str, int]) -> list[str]:
     """Up to four known words of >= 4 letters that begin or end a longer token, longest first.
 

@@ -19,7 +19,7 @@ from pydantic import ConfigDict, PrivateAttr
 from . import AssistantError
 from .chunking import Chunk, Span
 from .embeddings import cosine
-from .lexical import ASKING, LexicalIndex, near_form, tokenize
+from .lexical import ASKING, LexicalIndex, held, tokenize
 from .settings import Settings
 from .store import Store
 
@@ -173,11 +173,6 @@ def validate_query(text: str, limit: int) -> str:
     return cleaned
 
 
-def _held(token: str, words: set[str]) -> bool:
-    """The sentence's words hold the token, or a near form of it ("Kowalskis" for "Kowalski")."""
-    return token in words or any(near_form(token, w) for w in words)
-
-
 def rank_sentences(
     query: str, chunks: list[Chunk], embeddings: Any, lexical_weight: float = DEFAULTS["sentence_lexical_weight"].default,
     context: str = "", context_weight: float = 0.0, words: str = "", references: bool = False,
@@ -209,8 +204,8 @@ def rank_sentences(
             qv = embeddings.embed_query(text)
             meaning = [cosine(qv, v) for v in vectors]
         qtok = set(tokenize(f"{text} {more}")) - ASKING
-        return [similar + lexical_weight * (sum(_held(t, held) for t in qtok) / len(qtok) if qtok else 0.0)
-                for similar, held in zip(meaning, sentence_words)]
+        return [similar + lexical_weight * (sum(held(t, words) for t in qtok) / len(qtok) if qtok else 0.0)
+                for similar, words in zip(meaning, sentence_words)]
 
     total = scores(query, words)
     if context and context_weight > 0:
