@@ -306,20 +306,34 @@ def negated(text: str) -> bool:
     return bool(NEGATION.search(text))
 
 
+# Going on and ending deny each other: "Lief es weiter?" is answered no by "… beendete es".
+_GOES_ON = re.compile(r"\b(?:weiter\w*|fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|still|go(?:es)?\s+on|went\s+on"
+                      r"|carr(?:y|ied)\s+on|kept\s+going)\b", re.IGNORECASE)
+_ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|eingestellt|aufgelöst|abgebrochen|ended|stop\w*|ceased"
+                      r"|terminated|discontinued|halted)\b", re.IGNORECASE)
+
+
 def verdict(asked: Asked, best: str) -> str | None:
     """``"ja"``/``"nein"`` for a yes/no question from the polarity of its best evidence sentence.
 
     Only a denial is conclusive: without one the text may answer in other words (an antonym), so
-    the result is ``"ja"`` only as a hint for checking a model's verdict.
+    the result is ``"ja"`` only as a hint for checking a model's verdict. Asked whether something
+    went on, a sentence saying it ended denies it, and the other way round.
 
     >>> verdict(analyse("Enthielt der Vertrag Bestimmungen?"), "Der Vertrag enthielt keine Bestimmungen.")
     'nein'
     >>> verdict(analyse("Wurde Schweden erwogen?"), "Zunächst wurde Schweden erwogen.")
     'ja'
+    >>> [verdict(analyse(q), "Nach der Wahl beendete die Stadt das Projekt.") for q in ["Lief das Projekt nach der Wahl weiter?",
+    ...     "Wurde das Projekt beendet?", "Did the project continue?"]]
+    ['nein', 'ja', 'nein']
+    >>> verdict(analyse("Did the project go on?"), "The city did not stop the project.")
+    'ja'
     """
     if not asked.yes_no or not best:
         return None
-    return "nein" if negated(best) != asked.negated else "ja"
+    opposite = bool(_GOES_ON.search(asked.text) and _ENDS_IT.search(best) or _ENDS_IT.search(asked.text) and _GOES_ON.search(best))
+    return "nein" if negated(best) != (asked.negated != opposite) else "ja"
 
 
 def has_number(text: str) -> bool:

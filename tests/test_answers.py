@@ -245,6 +245,13 @@ def test_a_denial_in_the_evidence_needs_no_judge(article):
     assert answer.answer.startswith("Nein.") and asked == [], answer.answer
 
 
+def test_asked_whether_something_went_on_an_ending_is_a_no(article):
+    # No denial word anywhere: the sentence says the cooperation ended, the question asks whether it went on.
+    answer, asked = judged(article, "Lief die Zusammenarbeit nach der Machtergreifung der Nationalsozialisten weiter?",
+                           "Ja, nach der Machtergreifung beendete Deutschland diese Zusammenarbeit [1].", 3.0)
+    assert answer.answer.startswith("Nein.") and "beendete Deutschland" in answer.answer and asked == [], answer.answer
+
+
 def test_a_reason_brings_the_sentence_it_leans_on(article):
     answer = ask(article, "Warum bemühte sich das Auswärtige Amt, die Zusammenarbeit gering zu halten?")
     assert "Locarno" in answer.answer and "Deswegen" in answer.answer
