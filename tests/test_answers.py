@@ -252,6 +252,14 @@ def test_asked_whether_something_went_on_an_ending_is_a_no(article):
     assert answer.answer.startswith("Nein.") and "beendete Deutschland" in answer.answer and asked == [], answer.answer
 
 
+def test_an_english_who_answer_naming_a_person_of_the_best_sentence_is_quoted_not_refused(article):
+    # The English claim is not verified against the German sentence; the name it gives stands in the best one.
+    question = "Who was the Kominternvertreter who kept pushing for a Militärbündnis?"
+    answer = ask(article, question, "The one who kept pushing for it was Karl Radek.")
+    assert not answer.refused and "Kominternvertreter Karl Radek" in answer.answer, answer.answer
+    assert ask(article, question, "The one who kept pushing for it was Heinz Guderian.").refused  # not that sentence's
+
+
 def test_a_reason_brings_the_sentence_it_leans_on(article):
     answer = ask(article, "Warum bemühte sich das Auswärtige Amt, die Zusammenarbeit gering zu halten?")
     assert "Locarno" in answer.answer and "Deswegen" in answer.answer
