@@ -162,7 +162,7 @@ def set_aside(text: str) -> tuple[str, bool]:
 
 # Questions about where a statement comes from: the answer names the Einzelnachweis.
 _SOURCE_QUESTION = re.compile(
-    r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
+    r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|fußnote\w*|footnote\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
     r"cite[sd]?|citation|book|buch|werk|autor\w*|author|verlag\w*|isbn|publisher|textbook)\b",
     re.IGNORECASE,
 )
@@ -401,7 +401,7 @@ class AnswerChain:
         # ich Brot?"), not its verb: "Was geschah mit ihm?" asks about what was just named.
         asked_texts = [question] if rewritten == question else [question, history[-1][0]]
         asking = question if rewritten == question else " ".join([*_capitalised(question), history[-1][0]])
-        words = set(tokenize(asking)) - ASKING
+        words = set(tokenize(asking)) - ASKING - about_source
         vocabulary = self._vocabulary(references=bool(about_source))
         # A name of the text in a genitive ("Bergers Amt", "Berger's role") makes it a question
         # about the text, whatever the word for what it asks of that name (read in each question).
@@ -698,8 +698,10 @@ class AnswerChain:
     def _unfamiliar(self, asked: Asked, lang: str, sources: bool = False) -> bool:
         """A German question names a noun or name that the corpus never uses: a hint, not proof,
         that the text does not answer (weighed with the model's own judgement). A question about
-        ``sources`` may use the words of the Einzelnachweise too ("Wie heißt Johnsons Werk …?")."""
-        return lang == "de" and bool(unknown_terms(asked.text, self._vocabulary(references=sources)))
+        ``sources`` may use the words of the Einzelnachweise too ("Wie heißt Johnsons Werk …?"), and
+        its words for them ("in den Einzelnachweisen") are not what it asks about."""
+        text = _SOURCE_QUESTION.sub(" ", asked.text) if sources else asked.text
+        return lang == "de" and bool(unknown_terms(text, self._vocabulary(references=sources)))
 
     def _invents(self, claim: str, asked: Asked, reply: str) -> bool:
         """A claim in the text's own language that uses a word neither the text nor the question

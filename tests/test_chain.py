@@ -238,6 +238,7 @@ def test_article_questions_with_programming_words_are_not_declined(retriever, qu
 @pytest.mark.parametrize("question", [
     "Welche Quelle belegt, dass der Guardian 1926 die Zusammenarbeit enthüllte?",
     "Ich möchte das Buch bestellen, auf das sich die Angabe zur Enthüllung durch den Guardian stützt: welcher Verlag?",
+    "Welche Fußnote steht hinter der Enthüllung durch den Guardian 1926?",
 ])
 def test_source_questions_name_the_einzelnachweis_without_the_model(retriever, question):
     chain = chain_with(retriever, Boom(responses=[]), fallback=False)  # the model is never asked
