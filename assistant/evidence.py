@@ -307,7 +307,7 @@ def negated(text: str) -> bool:
 
 
 # Going on and ending deny each other: "Lief es weiter?" is answered no by "… beendete es".
-_GOES_ON = re.compile(r"\b(?:weiter\w*|fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|still|go(?:es)?\s+on|went\s+on"
+_GOES_ON = re.compile(r"\bweiter(?=\s*[?.,!]|\s*$)|\bweiter(?:ge|lauf|lief|führ|bestand|besteh|ging|geh)\w*|\b(?:fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|still|go(?:es)?\s+on|went\s+on"
                       r"|carr(?:y|ied)\s+on|kept\s+going)\b", re.IGNORECASE)
 _ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|eingestellt|aufgelöst|abgebrochen|ended|stop\w*|ceased"
                       r"|terminated|discontinued|halted)\b", re.IGNORECASE)
@@ -328,6 +328,8 @@ def verdict(asked: Asked, best: str) -> str | None:
     ...     "Wurde das Projekt beendet?", "Did the project continue?"]]
     ['nein', 'ja', 'nein']
     >>> verdict(analyse("Did the project go on?"), "The city did not stop the project.")
+    'ja'
+    >>> verdict(analyse("Gab es weitere Projekte?"), "Die Stadt beendete das Projekt.")  # "weitere": more, not going on
     'ja'
     """
     if not asked.yes_no or not best:
