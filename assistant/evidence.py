@@ -312,13 +312,19 @@ _GOES_ON = re.compile(r"\bweiter(?=\s*[?.,!]|\s*$)|\bweiter(?:ge|lauf|lief|führ
 _ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|eingestellt|aufgelöst|abgebrochen|ended|stop\w*|ceased"
                       r"|terminated|discontinued|halted)\b", re.IGNORECASE)
 
+# So do a prohibition and a breach of it: "Verstieß das gegen den Vertrag?" is not denied by "… war verboten".
+_PROHIBITS = re.compile(r"\b(?:verbot\w*|verbiet\w*|untersag\w*|forb[ia]d\w*|prohibit\w*|banned)\b", re.IGNORECASE)
+_BREACHES = re.compile(r"\b(?:verst(?:o|ie)(?:ß|ss)\w*|verletz\w*|brach\w*|gebrochen|brech\w*|illegal\w*|unerlaubt\w*|unzulässig\w*"
+                       r"|violat\w*|breach\w*|broke|break\w*|contraven\w*|unlawful)\b", re.IGNORECASE)
+
 
 def verdict(asked: Asked, best: str) -> str | None:
     """``"ja"``/``"nein"`` for a yes/no question from the polarity of its best evidence sentence.
 
     Only a denial is conclusive: without one the text may answer in other words (an antonym), so
     the result is ``"ja"`` only as a hint for checking a model's verdict. Asked whether something
-    went on, a sentence saying it ended denies it, and the other way round.
+    went on, a sentence saying it ended denies it, and the other way round; asked whether something
+    broke a rule, a sentence saying it was forbidden does not.
 
     >>> verdict(analyse("Enthielt der Vertrag Bestimmungen?"), "Der Vertrag enthielt keine Bestimmungen.")
     'nein'
@@ -331,10 +337,14 @@ def verdict(asked: Asked, best: str) -> str | None:
     'ja'
     >>> verdict(analyse("Gab es weitere Projekte?"), "Die Stadt beendete das Projekt.")  # "weitere": more, not going on
     'ja'
+    >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Verstieß der Bau von Türmen gegen die Regel?",
+    ...     "Durfte die Stadt Türme bauen?", "Did building towers break the rules?"]]
+    ['ja', 'nein', 'ja']
     """
     if not asked.yes_no or not best:
         return None
-    opposite = bool(_GOES_ON.search(asked.text) and _ENDS_IT.search(best) or _ENDS_IT.search(asked.text) and _GOES_ON.search(best))
+    opposite = bool(_GOES_ON.search(asked.text) and _ENDS_IT.search(best) or _ENDS_IT.search(asked.text) and _GOES_ON.search(best)
+                    or _BREACHES.search(asked.text) and _PROHIBITS.search(best))
     return "nein" if negated(best) != (asked.negated != opposite) else "ja"
 
 

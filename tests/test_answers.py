@@ -252,6 +252,12 @@ def test_asked_whether_something_went_on_an_ending_is_a_no(article):
     assert answer.answer.startswith("Nein.") and "beendete Deutschland" in answer.answer and asked == [], answer.answer
 
 
+def test_asked_whether_something_broke_a_rule_a_prohibition_is_no_denial(article):
+    question = "Verstieß die Ausbildung an Panzern in der Sowjetunion gegen den Friedensvertrag von Versailles?"
+    answer, asked = judged(article, question, "Ja, das war durch den Friedensvertrag von Versailles verboten [1].", 3.0)
+    assert answer.answer.startswith("Ja.") and asked, answer.answer  # "verboten" agrees with "verstieß": the judge is asked
+
+
 def test_an_english_who_answer_naming_a_person_of_the_best_sentence_is_quoted_not_refused(article):
     # The English claim is not verified against the German sentence; the name it gives stands in the best one.
     question = "Who was the Kominternvertreter who kept pushing for a Militärbündnis?"
