@@ -168,17 +168,33 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 # -- answers ---------------------------------------------------------------------------------------
+_VERDICT = re.compile(r"^\W*(ja|nein|yes|no)\b", re.IGNORECASE)
+_POLARITY = {"ja": True, "yes": True, "nein": False, "no": False}
+
+
+def opposite_verdict(expected: str, answer: str) -> bool:
+    """Both open with a verdict ("Ja", "No", …), and they disagree.
+
+    >>> opposite_verdict("Nein, er lehnte ab.", "Ja. Er lehnte ab [1]."), opposite_verdict("Nein.", "No [1]."), opposite_verdict("Nein.", "Er lehnte ab.")
+    (True, False, False)
+    """
+    want, given = _VERDICT.match(expected), _VERDICT.match(answer)
+    return bool(want and given) and _POLARITY[want.group(1).lower()] != _POLARITY[given.group(1).lower()]
+
+
 def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Per-item answer judgements, added to the result record.
 
-    ``correct``: answerable, not refused, every ``must`` fact present; or unanswerable and refused.
+    ``correct``: answerable, not refused, every ``must`` fact present and no verdict opposite to
+    the reference answer's ("Ja. … beendete …" for "Nein, …" is wrong, though it holds the
+    facts); or unanswerable and refused.
     ``cited_ok``: per citation, whether its passage (text or the references behind it) contains an
     evidence string. ``sentences_supported``: answer sentences whose citation passes that test.
     """
     answer, refused = result["answer"], result["refused"]
     if item["answerable"]:
         facts = [has_fact(answer, f) for f in item["must"]]
-        correct = not refused and all(facts)
+        correct = not refused and all(facts) and not opposite_verdict(item["answer"], answer)
     else:
         facts, correct = [], bool(refused)
     cited_ok = []
