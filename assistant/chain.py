@@ -41,6 +41,7 @@ from .corpus import split_sentences
 from .evidence import (
     ABOUT_THE_TEXT,
     ACCORDING_TO,
+    VERDICT_OPENING,
     W_ALTERNATION,
     Asked,
     Evidence,
@@ -51,6 +52,7 @@ from .evidence import (
     fits_type,
     informative,
     negated,
+    opening_verdict,
     possessors,
     select_evidence,
     stands_alone,
@@ -477,16 +479,17 @@ class AnswerChain:
         # or, asked who or where, wrote only sentences that fail verification: the evidence is
         # about the topic, the person or thing asked for is not in it (as with its own NICHT IM
         # TEXT, evidence that holds all the question's words is quoted whatever the model says),
-        # unless all it names beyond the question stands in the best sentence: an English answer
-        # that verification across languages missed ("… was Anna Berger."), the sentence is quoted
-        # (dev, 273 items: 2 English who-questions answered as quoting does, one more quote given
-        # for a question the text does not answer).
+        # unless it answers across languages and all it names beyond the question stands in the
+        # best sentence: an English answer that verification across languages missed ("… was
+        # Anna Berger."), the sentence is quoted (dev, 273 items: 2 English who-questions
+        # answered as quoting does, one more quote given for a question the text does not answer).
         # Or all it named is what the question says in other words ("Frankreich" for "In welche
         # französische Stadt …?"): the text says no more than the question assumes.
         elsewhere = (
             not strong and not verified and not asked.yes_no and not asked.reason
             and (self._named_elsewhere(draft, asked, evidence)
-                 or (asked.entity and bool(draft.strip()) and not self._names_from_best(draft, asked, evidence)))
+                 or (asked.entity and bool(draft.strip())
+                     and not (reply != self._corpus_language() and self._names_from_best(draft, asked, evidence))))
         )
         # Or its whole answer is a fragment that the evidence says of someone else than the name
         # asked about: the text does not say what is asked.
@@ -753,11 +756,11 @@ class AnswerChain:
         to its own (:meth:`_bridged`).
         """
         numbering = self._shown_numbering(chunks)
-        model_word = _model_verdict(draft) if asked.yes_no else None
+        model_word = opening_verdict(draft) if asked.yes_no else None
         # Meaning-based support is for crossing languages (an English answer to a German text); a
         # German sentence must carry its words: close in meaning is how chimeras pass.
         support = self.support if reply == "en" and not quick else replace(self.support, similarity=None)
-        rest = _VERDICT_OPENING.sub("", draft)
+        rest = VERDICT_OPENING.sub("", draft)
         # The question's "Ossietzky" is the passages' "Carl von Ossietzky": naming him in full adds nothing.
         named = with_full_names(asked, [c.text for c in chunks])
         verified = verify(
@@ -859,7 +862,7 @@ class AnswerChain:
         # A word of the question's in another form counts as new, to be compared by meaning: a
         # shared stem ("Deutschland", "deutschen") is not yet the same word.
         named = with_full_names(asked, [c.text for c in chunks]).tokens | _ABOUT_THE_TEXT_TOKENS
-        claims = [parse_markers(s.text)[0] for s in split_sentences(_VERDICT_OPENING.sub("", ACCORDING_TO.sub(" ", draft)))]
+        claims = [parse_markers(s.text)[0] for s in split_sentences(VERDICT_OPENING.sub("", ACCORDING_TO.sub(" ", draft)))]
         new = list(dict.fromkeys(w for c in claims for w in _WORD.findall(c) if (t := tokenize(w)) and t[0] not in named))
         own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
         if not new or not own:
@@ -883,9 +886,6 @@ class AnswerChain:
             nearby, footnotes = render(_quoted(evidence.items[:2]))
             return f"{text} {NEARBY[reply][where]} {nearby}", True, footnotes
         return text, True, []
-
-
-_VERDICT_OPENING = re.compile(r"^\W*(?:ja|nein|yes|no)\b[\s,.!:;-]*", re.IGNORECASE)
 
 
 def _capitalised(text: str) -> list[str]:
@@ -968,17 +968,6 @@ def _premise_only(claim: str, asked: Asked, found: list[tuple[Chunk, Any]], acro
 
 def _said(token: str, said: set[str]) -> bool:
     return token in said or any(same_word(token, s) for s in said)
-
-
-def _model_verdict(draft: str) -> str | None:
-    """``"ja"``/``"nein"`` when the draft opens with one.
-
-    >>> _model_verdict("Nein, der Vertrag enthielt keine."), _model_verdict("Yes. It did."), _model_verdict("In Kama.")
-    ('nein', 'ja', None)
-    """
-    first = re.match(r"\W*(\w+)", draft)
-    word = first.group(1).lower() if first else ""
-    return {"ja": "ja", "yes": "ja", "nein": "nein", "no": "nein"}.get(word)
 
 
 def with_reference(answer: str, footnotes: list[Footnote], reply: str) -> str:

@@ -119,11 +119,13 @@ _DAY_DATE = re.compile(
     rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b",
     re.IGNORECASE,
 )
+# Verbs and nouns of prohibition: a denial, but one that a question about breaking a rule agrees with.
+_PROHIBITION = r"verbot\w*|verbiet\w*|untersag\w*|forb[ia]d\w*|prohibit\w*|banned"
 # Negation carried by particles and pronouns, or by verbs and nouns of refusal and prohibition.
 NEGATION = re.compile(
     r"\b(?:nicht|kein\w*|nie|niemals|weder|nichts|not|no|never|neither|nor|none|nothing)\b|n't\b"
-    r"|\b(?:lehnt\w*|abgelehnt\w*|ablehn\w*|verbot\w*|verbiet\w*|verweiger\w*|untersag\w*|scheitert\w*|gescheitert"
-    r"|refus\w*|reject\w*|forb[ia]d\w*|prohibit\w*|banned|denied|declined)\b",
+    rf"|\b(?:lehnt\w*|abgelehnt\w*|ablehn\w*|verweiger\w*|scheitert\w*|gescheitert|{_PROHIBITION}"
+    r"|refus\w*|reject\w*|denied|declined)\b",
     re.IGNORECASE,
 )
 # A sentence that cannot stand alone: it starts with a causal or contrastive connective or a pronoun.
@@ -306,16 +308,43 @@ def negated(text: str) -> bool:
     return bool(NEGATION.search(text))
 
 
-# Going on and ending deny each other: "Lief es weiter?" is answered no by "… beendete es".
-_GOES_ON = re.compile(r"\bweiter(?=\s*[?.,!]|\s*$)|\bweiter(?:ge|lauf|lief|führ|bestand|besteh|ging|geh)\w*|\b(?:fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|still|go(?:es)?\s+on|went\s+on"
-                      r"|carr(?:y|ied)\s+on|kept\s+going)\b", re.IGNORECASE)
-_ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|eingestellt|aufgelöst|abgebrochen|ended|stop\w*|ceased"
-                      r"|terminated|discontinued|halted)\b", re.IGNORECASE)
+# Going on and ending deny each other: "Lief es weiter?" is answered no by "… beendete es". Only
+# verbs of going on count ("weitergeben" passes something on), and an ending, not one that came later.
+_GOES_ON = re.compile(
+    r"\b(?:lief|liefen|läuft|laufen|ging|gingen|geht|gehen|bestand|bestanden|besteht|bestehen)\b[^.;?!]*\bweiter\b"
+    r"|\bweiter(?:lauf|lief|ging|geh|bestand|besteh|gelaufen|gegangen|bestanden)\w*"
+    r"|\b(?:fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|go(?:es|ne)?\s+on|went\s+on|carr(?:y|ied)\s+on"
+    r"|kept\s+going)\b",
+    re.IGNORECASE,
+)
+_ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebrochen|ended(?!\s+up)|stopp?\w*|ceased"
+                      r"|terminated|discontinued|halted|came\s+to\s+an\s+end)\b", re.IGNORECASE)
+_PROHIBITS = re.compile(rf"\b(?:{_PROHIBITION})\b", re.IGNORECASE)
+# Breaking a rule: "Verstieß das gegen den Vertrag?" is not denied by "… war verboten".
+_BREACHES = re.compile(r"\b(?:verst(?:o|ie)(?:ß|ss)\w*|verletzte\w*\s+(?:den|die|das|eine?n?)\b|gebrochen|brach(?:en)?\s+(?:den|die|das|eine?n?)\b"
+                       r"|illegal\w*|unerlaubt\w*|unzulässig\w*|violat\w*|breach\w*|broke(?!\s+(?:off|out|up|down))"
+                       r"|break(?:s|ing)?(?!\s+(?:off|out|up|down))|contraven\w*|unlawful)\b", re.IGNORECASE)
 
-# So do a prohibition and a breach of it: "Verstieß das gegen den Vertrag?" is not denied by "… war verboten".
-_PROHIBITS = re.compile(r"\b(?:verbot\w*|verbiet\w*|untersag\w*|forb[ia]d\w*|prohibit\w*|banned)\b", re.IGNORECASE)
-_BREACHES = re.compile(r"\b(?:verst(?:o|ie)(?:ß|ss)\w*|verletz\w*|brach\w*|gebrochen|brech\w*|illegal\w*|unerlaubt\w*|unzulässig\w*"
-                       r"|violat\w*|breach\w*|broke|break\w*|contraven\w*|unlawful)\b", re.IGNORECASE)
+
+def _turns(question: str, sentence: str) -> bool:
+    """The question asks about going on and the sentence says only that it ended, or the other way round."""
+    asks_on, asks_end = bool(_GOES_ON.search(question)), bool(_ENDS_IT.search(question))
+    says_on, says_end = bool(_GOES_ON.search(sentence)), bool(_ENDS_IT.search(sentence))
+    return (asks_on and not asks_end and says_end and not says_on) or (asks_end and not asks_on and says_on and not says_end)
+
+
+# A verdict word opening an answer ("Ja, …", "No.", not "No one …").
+VERDICT_OPENING = re.compile(r"^\W*(ja|nein|yes|no)\b(?!\s+one\b)[\s,.!:;-]*", re.IGNORECASE)
+
+
+def opening_verdict(text: str) -> str | None:
+    """``"ja"``/``"nein"`` when the text opens with a verdict word.
+
+    >>> [opening_verdict(t) for t in ["Nein, der Vertrag galt nicht.", "Yes. It did.", "In Neustadt.", "No one came."]]
+    ['nein', 'ja', None, None]
+    """
+    found = VERDICT_OPENING.match(text)
+    return None if not found else "ja" if found.group(1).lower() in ("ja", "yes") else "nein"
 
 
 def verdict(asked: Asked, best: str) -> str | None:
@@ -328,24 +357,28 @@ def verdict(asked: Asked, best: str) -> str | None:
 
     >>> verdict(analyse("Enthielt der Vertrag Bestimmungen?"), "Der Vertrag enthielt keine Bestimmungen.")
     'nein'
-    >>> verdict(analyse("Wurde Schweden erwogen?"), "Zunächst wurde Schweden erwogen.")
+    >>> verdict(analyse("Wurde Norwegen erwogen?"), "Zunächst wurde Norwegen erwogen.")
     'ja'
     >>> [verdict(analyse(q), "Nach der Wahl beendete die Stadt das Projekt.") for q in ["Lief das Projekt nach der Wahl weiter?",
     ...     "Wurde das Projekt beendet?", "Did the project continue?"]]
     ['nein', 'ja', 'nein']
     >>> verdict(analyse("Did the project go on?"), "The city did not stop the project.")
     'ja'
-    >>> verdict(analyse("Gab es weitere Projekte?"), "Die Stadt beendete das Projekt.")  # "weitere": more, not going on
+    >>> [verdict(analyse(q), "Die Stadt beendete das Projekt.") for q in ["Gab es weitere Projekte?", "Gab die Stadt es weiter?"]]
+    ['ja', 'ja']
+    >>> verdict(analyse("Lief das Projekt weiter?"), "Das Projekt lief weiter, bis die Stadt es beendete.")  # both: no turn
     'ja'
     >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Verstieß der Bau von Türmen gegen die Regel?",
     ...     "Durfte die Stadt Türme bauen?", "Did building towers break the rules?"]]
     ['ja', 'nein', 'ja']
+    >>> verdict(analyse("Verstieß der Bau gegen die Regel?"), "Der Bau war nicht verboten.")
+    'nein'
     """
     if not asked.yes_no or not best:
         return None
-    opposite = bool(_GOES_ON.search(asked.text) and _ENDS_IT.search(best) or _ENDS_IT.search(asked.text) and _GOES_ON.search(best)
-                    or _BREACHES.search(asked.text) and _PROHIBITS.search(best))
-    return "nein" if negated(best) != (asked.negated != opposite) else "ja"
+    if _BREACHES.search(asked.text):  # "verboten" says yes to a breach; a "nicht" still denies
+        best = _PROHIBITS.sub(" ", best)
+    return "nein" if negated(best) != (asked.negated != _turns(asked.text, best)) else "ja"
 
 
 def has_number(text: str) -> bool:

@@ -77,3 +77,13 @@ def test_the_chat_needs_nothing_of_the_eval_package():
             "print(sorted(m for m in sys.modules if m.startswith(('assistant.eval', 'matplotlib', 'langchain_text_splitters', 'langchain_chroma'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_verdict_opposite_to_the_reference_is_wrong_whatever_facts_it_holds():
+    from assistant.eval.metrics import score_answer
+
+    item = {"answerable": True, "must": ["beendet"], "evidence": [], "answer": "Nein, sie wurde beendet."}
+    wrong = score_answer(item, {"answer": "Ja. Sie wurde beendet [1].", "refused": False})
+    right = score_answer(item, {"answer": "Nein. Sie wurde beendet [1].", "refused": False})
+    plain = score_answer(item, {"answer": "Sie wurde beendet [1].", "refused": False})
+    assert (wrong["correct"], right["correct"], plain["correct"]) == (False, True, True)

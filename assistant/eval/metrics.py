@@ -168,18 +168,16 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 # -- answers ---------------------------------------------------------------------------------------
-_VERDICT = re.compile(r"^\W*(ja|nein|yes|no)\b", re.IGNORECASE)
-_POLARITY = {"ja": True, "yes": True, "nein": False, "no": False}
-
-
 def opposite_verdict(expected: str, answer: str) -> bool:
     """Both open with a verdict ("Ja", "No", …), and they disagree.
 
     >>> opposite_verdict("Nein, er lehnte ab.", "Ja. Er lehnte ab [1]."), opposite_verdict("Nein.", "No [1]."), opposite_verdict("Nein.", "Er lehnte ab.")
     (True, False, False)
     """
-    want, given = _VERDICT.match(expected), _VERDICT.match(answer)
-    return bool(want and given) and _POLARITY[want.group(1).lower()] != _POLARITY[given.group(1).lower()]
+    from ..evidence import opening_verdict
+
+    want, given = opening_verdict(expected), opening_verdict(answer)
+    return bool(want and given) and want != given
 
 
 def score_answer(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
