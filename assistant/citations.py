@@ -33,14 +33,14 @@ def same_polarity(claim: str, source: str) -> bool:
     """Both or neither negate: "schadete" is not supported by "schadete nicht". In a source that
     turns from one statement to another, the clause the claim shares most words with counts.
 
-    >>> same_polarity("Die Berichterstattung schadete.", "Sie schadete aber nicht weiter.")
+    >>> same_polarity("Der Regen schadete der Ernte.", "Er schadete ihr aber nicht.")
     False
-    >>> same_polarity("No, it did not.", "Der Vertrag sah keine Zusammenarbeit vor.")
+    >>> same_polarity("No, it did not.", "Der Vertrag von Altdorf sah keine Zölle vor.")
     True
-    >>> source = "Der Vertrag sah keine Zusammenarbeit vor, sondern regelte den Verzicht auf Reparationen."
-    >>> same_polarity("Der Vertrag regelte den Verzicht auf Reparationen.", source)
+    >>> source = "Der Vertrag sah keine Zölle vor, sondern regelte den Bau einer Brücke."
+    >>> same_polarity("Der Vertrag regelte den Bau einer Brücke.", source)
     True
-    >>> same_polarity("Der Vertrag sah eine Zusammenarbeit vor.", source)
+    >>> same_polarity("Der Vertrag sah Zölle vor.", source)
     False
     >>> same_polarity("Sie unterzeichnete nicht.", "Sie unterzeichnete, aber er ratifizierte nicht.")
     False
@@ -83,8 +83,8 @@ class Footnote:
 def parse_markers(text: str) -> tuple[str, list[int]]:
     """Remove citation markers from a sentence, returning the text and the numbers in order.
 
-    >>> parse_markers("Lipezk [1, 2][3].")
-    ('Lipezk.', [1, 2, 3])
+    >>> parse_markers("Neustadt [1, 2][3].")
+    ('Neustadt.', [1, 2, 3])
     """
     numbers = [int(n) for group in _MARKER_GROUP.findall(text) for n in re.split(r"[,;]", group)]
     return _MARKER_GROUP.sub("", text).strip(), numbers
@@ -93,9 +93,9 @@ def parse_markers(text: str) -> tuple[str, list[int]]:
 def lexical_support(claim: str, source: str) -> float:
     """Share of the claim's content words found in the source; 0 when a number is missing.
 
-    >>> lexical_support("Die Piloten wurden in Lipezk ausgebildet.", "Piloten wurden in Lipezk ausgebildet.")
+    >>> lexical_support("Die Lehrlinge wurden in Neustadt ausgebildet.", "Lehrlinge wurden in Neustadt ausgebildet.")
     1.0
-    >>> lexical_support("Es waren 100 Piloten.", "Es waren mehrere hundert Piloten.")
+    >>> lexical_support("Es waren 100 Lehrlinge.", "Es waren einige hundert Lehrlinge.")
     0.0
     """
     if set(_NUMBER.findall(claim)) - set(_NUMBER.findall(source)):
@@ -112,7 +112,7 @@ def numbers_supported(claim: str, source: str) -> bool:
     """Every number of the claim is in the source, or is the difference of two of its numbers
     (years between two dates: a computed answer, not an invented one).
 
-    >>> numbers_supported("Es dauerte 9 Jahre.", "von 1924 bis 1933"), numbers_supported("Es waren 12.", "1924")
+    >>> numbers_supported("Es dauerte 9 Jahre.", "von 1891 bis 1900"), numbers_supported("Es waren 12.", "1891")
     (True, False)
     """
     have = {int(n) for n in _NUMBER.findall(source)}
@@ -126,9 +126,9 @@ def close_together(claim: str, source: str) -> bool:
     A name taken from another clause of the sentence (the author where the editor was asked) lies
     far from the claim's other words, though every word occurs.
 
-    >>> src = ("Der Autor Kreiser musste daraufhin nach Frankreich fliehen, der verantwortliche "
-    ...        "Chefredakteur Ossietzky wurde im Prozess zu Haft verurteilt.")
-    >>> close_together("Kreiser wurde zu Haft verurteilt.", src), close_together("Ossietzky wurde verurteilt.", src)
+    >>> src = ("Der Maler Koch musste daraufhin nach Birkenfeld ziehen, die zuständige "
+    ...        "Verlegerin Berger wurde vom Gericht zu einer Geldbuße verurteilt.")
+    >>> close_together("Koch wurde zu einer Geldbuße verurteilt.", src), close_together("Berger wurde verurteilt.", src)
     (False, True)
     """
     words = list(dict.fromkeys(tokenize(claim)))
@@ -210,7 +210,7 @@ class Support:
         return spans[max(scored)[1]]
 
 
-FRAGMENT_WORDS = 3  # a claim of this many content words or fewer is a fragment ("Hans von Seeckt."), not a sentence
+FRAGMENT_WORDS = 3  # a claim of this many content words or fewer is a fragment ("Anna Berger."), not a sentence
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
 _ENDS_SENTENCE = re.compile(r"[.!?…][“”\"')»]*(?:\s*\[\d[\d,;\s]*\])*$")
 
@@ -261,8 +261,8 @@ def claims(text: str) -> list[tuple[str, list[int]]]:
     The sentence splitter lifts single ``[n]`` markers into the sentence's footnotes (as in the
     article); grouped ones (``[1, 2]``) stay in the text; both count.
 
-    >>> claims("In Lipezk [3]. In Kama [1, 2][4].")
-    [('In Lipezk.', [3]), ('In Kama.', [4, 1, 2])]
+    >>> claims("In Neustadt [3]. In Birkenfeld [1, 2][4].")
+    [('In Neustadt.', [3]), ('In Birkenfeld.', [4, 1, 2])]
     """
     found = []
     for sentence in split_sentences(text):
@@ -276,9 +276,9 @@ def comma_clauses(sentence: str) -> list[str]:
     of at least three content words; none for a sentence of one. (``_CLAUSE`` splits only where a
     sentence turns, for its polarity; here each fact of a sentence is compared on its own.)
 
-    >>> comma_clauses("Der Autor Walter Kreiser musste fliehen, der Chefredakteur Carl von Ossietzky wurde verurteilt.")
-    ['Der Autor Walter Kreiser musste fliehen', 'der Chefredakteur Carl von Ossietzky wurde verurteilt.']
-    >>> comma_clauses("In Lipezk, 1926.")
+    >>> comma_clauses("Der Maler Paul Koch musste umziehen, die Verlegerin Anna Berger wurde verurteilt.")
+    ['Der Maler Paul Koch musste umziehen', 'die Verlegerin Anna Berger wurde verurteilt.']
+    >>> comma_clauses("In Neustadt, 1891.")
     []
     """
     parts = [p.strip() for p in re.split(r"[,;:]\s+|\s+[–-]\s+", sentence)]
@@ -294,7 +294,7 @@ def in_other_clause(fragment: str, names: Iterable[str], sentence: str) -> bool:
     >>> s = "Der Maler Paul Koch musste nach Neustadt ziehen, die Verlegerin Anna Bergers Freundin wurde verurteilt."
     >>> in_other_clause("Neustadt", ["Berger"], s), in_other_clause("Verlegerin", ["Berger"], s)
     (True, False)
-    >>> in_other_clause("Koch", ["Berger"], "Doch Berger und ihr Sekretär Koch hatten Bedenken, weil es schadete.")
+    >>> in_other_clause("Koch", ["Berger"], "Doch Berger und ihr Gehilfe Koch zögerten lange, weil es schadete.")
     False
     """
     said = set(tokenize(fragment))
@@ -309,8 +309,8 @@ def embedding_similarity(embeddings: Any, clause_margin: float | None = None) ->
     """Claim-to-sentence similarity, both encoded as documents (symmetric: a translation scores
     0.65-0.77 against its source, a wrong place or name 0.54-0.59 on hand-made pairs).
 
-    A sentence of two facts scores low against a claim of one ("Kreiser fled to France" against
-    "Kreiser floh nach Frankreich, Ossietzky wurde verurteilt": 0.60); with ``clause_margin`` its
+    A sentence of two facts scores low against a claim of one ("Koch moved to Birkenfeld" against
+    "Koch zog nach Birkenfeld, Berger wurde verurteilt"); with ``clause_margin`` its
     clauses count too, on the sentence's scale: a clause's cosine less the margin.
     """
 
@@ -428,9 +428,9 @@ def cite(
 def _is_truncated_copy(claim: str, source: str) -> bool:
     """The claim is the start of the source sentence, copied verbatim and cut before its end.
 
-    >>> _is_truncated_copy("Viele wurden Befehlshaber.", "Viele wurden Befehlshaber (z. B. Model).")
+    >>> _is_truncated_copy("Viele wurden später Lehrer.", "Viele wurden später Lehrer (z. B. Koch).")
     True
-    >>> _is_truncated_copy("Die Piloten lernten in Lipezk.", "Piloten lernten in Lipezk.")
+    >>> _is_truncated_copy("Die Lehrlinge lernten in Neustadt.", "Lehrlinge lernten in Neustadt.")
     False
     """
     core = claim.rstrip(" .!?…")
@@ -440,8 +440,8 @@ def _is_truncated_copy(claim: str, source: str) -> bool:
 def _with_marker(claim: str, *numbers: int) -> str:
     """Put the markers before the sentence's final punctuation.
 
-    >>> _with_marker("In Lipezk.", 1), _with_marker("Vier Jahre", 1, 2)
-    ('In Lipezk [1].', 'Vier Jahre [1][2]')
+    >>> _with_marker("In Neustadt.", 1), _with_marker("Vier Jahre", 1, 2)
+    ('In Neustadt [1].', 'Vier Jahre [1][2]')
     """
     marks = "".join(f"[{n}]" for n in numbers)
     match = re.search(r"[.!?…]+[“”\"')»]*$", claim)

@@ -2,7 +2,7 @@
 
 The parser keeps character offsets into the original text so that every sentence can be
 highlighted in the source later. Footnote markers like ``[4]`` are attached to the sentence they
-follow and removed from its clean text; the "Einzelnachweise" list becomes ``{4: "Zeidler …"}``.
+follow and removed from its clean text; the "Einzelnachweise" list becomes ``{4: "Berger …"}``.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ class Document:
 def slugify(name: str) -> str:
     """A lower-case id safe for chunk ids.
 
-    >>> slugify("Über die Reichswehr (1926).txt")
-    'uber-die-reichswehr-1926-txt'
+    >>> slugify("Über Neustädter Brücken (1891).txt")
+    'uber-neustadter-brucken-1891-txt'
     """
     table = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss", "Ä": "a", "Ö": "o", "Ü": "u"})
     slug = re.sub(r"[^a-z0-9]+", "-", name.translate(table).lower()).strip("-")
@@ -107,11 +107,11 @@ def slugify(name: str) -> str:
 def split_sentences(text: str, offset: int = 0) -> list[Sentence]:
     """Split German (or English) prose into sentences, keeping source offsets.
 
-    Abbreviations ("z. B.", "S. 132", "Bd. 16") and ordinals ("24. April") do not end a sentence.
+    Abbreviations ("z. B.", "S. 57", "Bd. 3") and ordinals ("3. Mai") do not end a sentence.
 
-    >>> [s.text for s in split_sentences("Am 24. April 1926 kam es, z. B. in Berlin, an.[4] Dann S. 132.")]
-    ['Am 24. April 1926 kam es, z. B. in Berlin, an.', 'Dann S. 132.']
-    >>> split_sentences("Er kam.[2] 1926 ging er.")[0].footnotes
+    >>> [s.text for s in split_sentences("Am 3. Mai 1891 kam es, z. B. in Neustadt, an.[4] Dann S. 57.")]
+    ['Am 3. Mai 1891 kam es, z. B. in Neustadt, an.', 'Dann S. 57.']
+    >>> split_sentences("Er kam.[2] 1891 ging er.")[0].footnotes
     (2,)
     """
     sentences: list[Sentence] = []
@@ -136,7 +136,7 @@ def _is_boundary(text: str, punct_start: int, end: int) -> bool:
     if text[punct_start] == ".":
         if bare in _ABBREVIATIONS or (len(bare) == 1 and bare.isalpha()):
             return False
-        if bare.isdigit() and len(bare) <= 2:  # ordinal: "24. April", "8. Auflage"
+        if bare.isdigit() and len(bare) <= 2:  # ordinal: "3. Mai", "5. Auflage"
             return False
         if bare.isdigit() and rest.lower().startswith(_MONTHS):
             return False

@@ -6,7 +6,7 @@ own add what Snowball does not: a noun in "-ung" loses it, so it meets its verb 
 "leitete": "leit"); a participle loses the "ge" after a separable prefix ("ausgebildet" /
 "Ausbildung": "ausbild"); the index adds to every long token the known words of four or more
 letters that begin or end it (compound parts: "Panzerschulen" also counts as "panz"); and a query
-word the index lacks meets an indexed one that differs only by a short ending ("Ossietzkys").
+word the index lacks meets an indexed one that differs only by a short ending ("Kowalskis").
 
 The index is ``bm25s`` (Lucene BM25 on sparse matrices). It is built at ingest, saved beside the
 Chroma collection it describes and loaded memory-mapped, so an app start reads it instead of
@@ -82,8 +82,8 @@ ASKING = frozenset(normalise(w) for w in W_WORDS | {"viel", "viele", "many", "mu
 def tokenize(text: str) -> list[str]:
     """Normalised content words of a text.
 
-    >>> tokenize("Wo wurden die Piloten ausgebildet?")
-    ['pilot', 'ausbild']
+    >>> tokenize("Wo wurden die Lehrlinge ausgebildet?")
+    ['lehrling', 'ausbild']
     """
     return [
         normalise(w) for w in _WORD.findall(text)
@@ -95,7 +95,7 @@ def same_word(a: str, b: str) -> bool:
     """Two normalised words that are one word, or share their first five letters (inflection and
     derivation the stemmer leaves apart: "verhandelt" / "verhandl").
 
-    >>> same_word("verhandelt", "verhandl"), same_word("pilot", "pilot"), same_word("kama", "kamas")
+    >>> same_word("verhandelt", "verhandl"), same_word("pilot", "pilot"), same_word("berg", "bergs")
     (True, True, False)
     """
     return a == b or (len(a) >= 5 and len(b) >= 5 and a[:5] == b[:5])
@@ -105,7 +105,7 @@ def near_form(a: str, b: str) -> bool:
     """Two normalised words that differ only by an ending of up to two letters the stemmer left: a
     genitive or possessive ("kowalskis" / "kowalski"), a participle ("verurteil" / "verurteilt").
 
-    >>> near_form("kowalskis", "kowalski"), near_form("brot", "brots"), near_form("deutsch", "deutschland")
+    >>> near_form("kowalskis", "kowalski"), near_form("brot", "brots"), near_form("garten", "gartenhaus")
     (True, False, False)
     """
     return len(a) >= 5 and len(b) >= 5 and abs(len(a) - len(b)) <= 2 and (a.startswith(b) or b.startswith(a))
@@ -138,7 +138,7 @@ def compound_parts(token: str, vocabulary: set[str] | dict[str, int]) -> list[st
 class LexicalIndex:
     """BM25 over normalised tokens plus compound parts, with the ids of what it indexes.
 
-    >>> texts = ["Die Panzerschule lag bei Kasan.", "Panzer kamen aus Deutschland.", "Piloten flogen in Lipezk."]
+    >>> texts = ["Die Panzerschule lag bei Neustadt.", "Panzer kamen aus Birkenfeld.", "Lehrlinge lernten in Altdorf."]
     >>> index = LexicalIndex.build(texts, ["a", "b", "c"])
     >>> [i for i, _ in index.search("Wo fuhren Panzer?", 3)]
     ['b', 'a']
@@ -202,8 +202,8 @@ class LexicalIndex:
     def near_forms(self, token: str) -> list[str]:
         """Indexed words that are a :func:`near_form` of an unindexed token.
 
-        >>> LexicalIndex.build(["Ossietzky wurde verurteilt."], ["a"]).near_forms("ossietzkys")
-        ['ossietzky']
+        >>> LexicalIndex.build(["Kowalski wurde verurteilt."], ["a"]).near_forms("kowalskis")
+        ['kowalski']
         """
         return [w for w in self._by_head.get(token[:5], ()) if near_form(w, token)]
 
