@@ -31,7 +31,7 @@ _PREPOSITIONS = set(
     trotz wegen außer neben within among als as""".split()
 )
 # Words that open a question without being its verb: a preposition ("Mit wem …"), a request
-# ("Nenne …"), a phrase set before it ("Before 1926, did …?").
+# ("Nenne …"), a phrase set before it ("Before 1891, did …?").
 _OPENERS = _PREPOSITIONS | set(
     """nenne nennen nenn erkläre erklär beschreibe beschreib gib zähle liste name list explain describe
     tell give bevor nachdem seitdem before after according besides despite following prior apart""".split()
@@ -65,7 +65,7 @@ _CONJUNCTIONS = {"und", "aber", "also", "and", "but", "so", "oder", "or"}
 # English "Was the …?" opens a yes/no question; German "Was" (what) is never followed by these words.
 _ENGLISH_WAS = re.compile(r"\bwas\s+(?:the|a|there|it|he|she|this|that|these|those|his|her|their|its)\b", re.IGNORECASE)
 # Question words that ask for a reason, a way or a consequence: the sentence that goes on from the
-# best one ("Um dies zu umgehen …", "Deswegen …") often gives it.
+# best one ("Um das zu vermeiden …", "Darum …") often gives it.
 _REASON_WORDS = {"warum", "wieso", "weshalb", "wodurch", "womit", "wie", "why", "how"}
 _NAME_ASKED = re.compile(r"(?:wie|how)\s+(?:hie(?:ß|ss)\w*|hei(?:ß|ss)\w*|lautet\w*|nannte\w*|nennt\w*|is\s+\w+\s+called|was\s+\w+\s+called)\b", re.IGNORECASE)
 _CONSEQUENCE = re.compile(r"\b(?:folgte|folgten|geschah|passierte|happened|followed|result\w*|folge(?:n|rung\w*)?|consequen\w*)\b", re.IGNORECASE)
@@ -87,7 +87,7 @@ _NEXT_PART = re.compile(
     re.IGNORECASE,
 )
 # The question word that follows such a frame's verb of knowing or telling ("sagen, wo", "know which",
-# "tell me who"); a relative clause after a comma ("Could Germany, which …, train pilots?") is not one.
+# "tell me who"); a relative clause after a comma ("Could Norway, which …, build bridges?") is not one.
 _FRAMED = re.compile(
     rf"\b(?:me|us|mir|uns|know|wonder|wissen|weiß|weißt|wisst|sagen|sag|erklären|erkläre|verraten|verrate)"
     rf"(?:\s+(?:du|ihr|sie))?\s*,?\s+(?:(?:{_PREPOSITION_ALTERNATION})\s+)?(?:{W_ALTERNATION})\b",
@@ -141,7 +141,7 @@ _LEANS_BACK = re.compile(
 _POINTING = r"dort|dortige\w*|darin|there|therein"
 _POINTS_BACK = re.compile(rf"\b(?:{_POINTING})\b", re.IGNORECASE)
 # Words by which a sentence refers back to the one before it wherever they stand (those pointing,
-# "Erkenntnisse aus diesen Projekten …", "gleichzeitig").
+# "Lehren aus diesen Versuchen …", "gleichzeitig").
 _REFERS_BACK = re.compile(
     rf"\b(?:{_POINTING}|dabei|daraufhin|damals|gleichzeitig|zugleich|diese[nmrs]?|these|those|meanwhile|simultaneously)\b",
     re.IGNORECASE,
@@ -176,39 +176,39 @@ def analyse(question: str, lang: str = "") -> Asked:
     for, negated or not. Of several sentences the last one asks ("The text names two treaties.
     Did either …?"); ``lang`` ("en") reads an opening "was" as the English verb whatever follows.
 
-    >>> a = analyse("Enthielt der Berliner Vertrag Bestimmungen zur Zusammenarbeit?")
+    >>> a = analyse("Enthielt der Vertrag von Altdorf Bestimmungen zum Brückenzoll?")
     >>> a.yes_no, a.number, a.date
     (True, False, False)
-    >>> b = analyse("Und wie viele Piloten wurden ausgebildet?")
+    >>> b = analyse("Und wie viele Lehrlinge wurden ausgebildet?")
     >>> b.yes_no, b.number
     (False, True)
     >>> analyse("When was the treaty signed?").date, analyse("Nenne die Orte.").yes_no
     (True, False)
-    >>> analyse("An welchem Tag im Jahr 1933 endete sie?").date, analyse("Zu wie vielen Monaten Haft?").number
+    >>> analyse("An welchem Tag im Jahr 1900 endete sie?").date, analyse("Zu wie vielen Tagen Arrest?").number
     (True, True)
-    >>> sorted(analyse("Was berichtet der Artikel über die Panzerschule?").tokens)
-    ['panzerschul']
+    >>> sorted(analyse("Was berichtet der Artikel über die Gärtnerschule?").tokens)
+    ['gartnerschul']
     >>> c = analyse("Kannst du mir sagen, wann der Vertrag geschlossen wurde?")
     >>> c.yes_no, c.date, analyse("Can you tell me whether it was signed?").yes_no
     (False, True, True)
-    >>> [analyse(q).yes_no for q in ["Could Germany, which was disarmed, train pilots?",
-    ...     "Before 1926, did the Reichswehr train pilots?", "Before the treaty, which country was considered?"]]
+    >>> [analyse(q).yes_no for q in ["Could Norway, which was poor, build bridges?",
+    ...     "Before 1891, did the guild train apprentices?", "Before the treaty, which town was chosen?"]]
     [True, True, False]
-    >>> [analyse(q).yes_no for q in ["Mit wem wollte sie kooperieren, und worauf lief es hinaus?", "Als was galt er?",
+    >>> [analyse(q).yes_no for q in ["Mit wem wollte sie handeln, und worauf lief es hinaus?", "Als was galt er?",
     ...     "Kannst du mir sagen, an welchem Tag er kam?", "Und der andere?", "In which book, and when?",
-    ...     "The text names two treaties. Did either say so?", "Er kam 1926. Wer schickte ihn?"]]
+    ...     "The text names two treaties. Did either say so?", "Er kam 1891. Wer schickte ihn?"]]
     [False, False, False, False, False, True, False]
-    >>> [analyse(q).yes_no for q in ["Kam das z. B. der Reichswehr zugute?", "Der Vertrag wurde also unterzeichnet?"]]
+    >>> [analyse(q).yes_no for q in ["Kam das z. B. der Gemeinde zugute?", "Der Vertrag wurde also unterzeichnet?"]]
     [True, True]
-    >>> analyse("Was Stresemann against it?", "en").yes_no, analyse("Was Stresemann against it?").yes_no
+    >>> analyse("Was Kowalski against it?", "en").yes_no, analyse("Was Kowalski against it?").yes_no
     (True, False)
-    >>> [analyse(q).yes_no for q in ["Was the treaty signed in 1926?", "And was it signed?", "Was regelte der Vertrag?", "Was an den Vertrag erinnert?"]]
+    >>> [analyse(q).yes_no for q in ["Was the treaty signed in 1891?", "And was it signed?", "Was regelte der Vertrag?", "Was an den Vertrag erinnert?"]]
     [True, True, False, False]
     >>> analyse("According to the article, when was it signed?").overview
     False
     >>> analyse("Welche Zeitungen berichteten, und in welchen Jahren erschienen sie?").parts
     ('und in welchen Jahren erschienen sie?',)
-    >>> analyse("Wie hieß die Schule, in welcher Piloten lernten?").parts
+    >>> analyse("Wie hieß die Schule, in welcher Lehrlinge lernten?").parts
     ()
     >>> [analyse(q).reason for q in ["Wie reagierte er?", "Wie hieß er?", "Was folgte daraus?", "Was regelte er?"]]
     [True, False, True, False]
@@ -227,7 +227,7 @@ def analyse(question: str, lang: str = "") -> Asked:
     english_was = bool(was_at) and (lang == "en" or bool(_ENGLISH_WAS.match(asking, was_at.start())))
     if first in _OPENERS and len(words) > 1 and words[1] in W_WORDS:  # "Mit wem …", "In which …"
         first = words[1]
-    elif first in _OPENERS and "," in asking:  # "Before 1926, did …?": the question starts after the phrase
+    elif first in _OPENERS and "," in asking:  # "Before 1891, did …?": the question starts after the phrase
         first = (_words(asking.split(",", 1)[1]) or [first])[0]
     # What is asked for is decided by the first question word ("Wer … und wann?" asks for a person).
     first_w = _W_PATTERN.search(question, start + (was_at.end() if english_was else 0))
@@ -284,11 +284,11 @@ def stands_alone(question: str) -> bool:
     """A question that names what it asks about: no pronoun or "dort" to resolve, not a fragment
     ("Und wie viele?"), so a follow-up needs no rewrite by the model.
 
-    >>> stands_alone("Wer war der Staatssekretär von Gustav Stresemann?"), stands_alone("Und warum hatte er Bedenken?")
+    >>> stands_alone("Wer war der Sekretär von Anna Berger?"), stands_alone("Und warum hatte er Zweifel?")
     (True, False)
-    >>> stands_alone("Und wie viele?"), stands_alone("Where were the German pilots trained?")
+    >>> stands_alone("Und wie viele?"), stands_alone("Where were the Norwegian apprentices trained?")
     (False, True)
-    >>> stands_alone("Wie hieß der Autor?"), stands_alone("Wie hieß der Autor des Artikels von 1929?")
+    >>> stands_alone("Wie hieß der Autor?"), stands_alone("Wie hieß der Autor des Artikels von 1898?")
     (False, True)
     """
     words = re.findall(r"[\wÄÖÜäöüß]+", question)
@@ -300,9 +300,9 @@ def stands_alone(question: str) -> bool:
 def negated(text: str) -> bool:
     """Whether a sentence denies something, by a particle or by a verb of refusal.
 
-    >>> negated("Ein Bündnis lehnten die Deutschen ab."), negated("Der Besitz war verboten.")
+    >>> negated("Ein Angebot lehnten die Bauern ab."), negated("Das Baden war verboten.")
     (True, True)
-    >>> negated("Sie wollten ihre Industrie aufbauen.")
+    >>> negated("Sie wollten ihre Mühle aufbauen.")
     False
     """
     return bool(NEGATION.search(text))
@@ -392,20 +392,20 @@ def has_date(text: str) -> bool:
 def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     """The evidence holds the kind of value asked for: a number for "how many", a date for "when".
 
-    >>> fits_type(analyse("Wie viele Panzer wurden gebaut?"), ["Panzer wurden entwickelt."])
+    >>> fits_type(analyse("Wie viele Brücken wurden gebaut?"), ["Brücken wurden geplant."])
     False
-    >>> fits_type(analyse("Wie viele Piloten?"), ["Mehrere hundert Piloten."])
+    >>> fits_type(analyse("Wie viele Lehrlinge?"), ["Einige hundert Lehrlinge."])
     True
     >>> fits_type(analyse("Wie viele Bücher gab es 1908?"), ["1908 zog die Bibliothek um."])
     False
-    >>> fits_type(analyse("How much did it cost each year?"), ["It lasted from 1924 to 1933."])
+    >>> fits_type(analyse("How much did it cost each year?"), ["It lasted from 1891 to 1900."])
     False
     >>> fits_type(analyse("Wie viele Soldaten waren dort?"), ["Etwa 1200 Soldaten waren dort."])
     True
-    >>> fits_type(analyse("Wie alt war er damals?"), ["Er suchte in den 1920er Jahren Partner."])
+    >>> fits_type(analyse("Wie alt war er damals?"), ["Er suchte in den 1890er Jahren Partner."])
     False
     >>> day = analyse("An welchem Tag endete sie?")
-    >>> fits_type(day, ["Sie bestand von 1924 bis 1933."]), fits_type(day, ["Sie endete am 3. Mai 1933."])
+    >>> fits_type(day, ["Sie bestand von 1891 bis 1900."]), fits_type(day, ["Sie endete am 3. Mai 1900."])
     (False, True)
     """
     # A number or date the question itself names ("… im Jahr 1908?") is not the one asked for.
@@ -423,8 +423,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
 class Vocabulary:
     """Every normalised word of a corpus, with prefix and suffix look-ups for compounds and inflection.
 
-    >>> v = Vocabulary(["Die Panzerschule lag in Kama.", "Ossietzky wurde verurteilt."])
-    >>> [v.knows(t) for w in ["Panzerschulen", "Schule", "Ossietzkys", "Kommandant"] for t in tokenize(w)]
+    >>> v = Vocabulary(["Die Gärtnerschule lag in Neustadt.", "Kowalski wurde verurteilt."])
+    >>> [v.knows(t) for w in ["Gärtnerschulen", "Schule", "Kowalskis", "Kommandant"] for t in tokenize(w)]
     [True, True, True, False]
     """
 
@@ -473,16 +473,16 @@ def unknown_terms(question: str, vocabulary: Vocabulary) -> list[str]:
     The noun that names the kind of answer ("Welche *Zeitung* …", "In welchem *Land* …") is
     not a topic: the text gives the answer without using that word.
 
-    >>> v = Vocabulary(["Die Piloten wurden in Lipezk ausgebildet."])
-    >>> unknown_terms("Wer war der Kommandant der Piloten in Lipezk?", v)
-    ['Kommandant']
-    >>> unknown_terms("In welcher Stadt wurden die Piloten ausgebildet?", v)
+    >>> v = Vocabulary(["Die Lehrlinge wurden in Neustadt ausgebildet."])
+    >>> unknown_terms("Wer war der Meister der Lehrlinge in Neustadt?", v)
+    ['Meister']
+    >>> unknown_terms("In welcher Stadt wurden die Lehrlinge ausgebildet?", v)
     []
-    >>> unknown_terms("Wer leitete die Fliegerschule in Lipezk?", v)
-    ['Fliegerschule']
-    >>> unknown_terms("In welchem Zeitraum wurden Giftgase in Lipezk getestet?", v)
-    ['Giftgase']
-    >>> unknown_terms("Was war Lipezk denn für eine Einrichtung?", v)  # the kind of answer asked for
+    >>> unknown_terms("Wer leitete die Bäckerschule in Neustadt?", v)
+    ['Bäckerschule']
+    >>> unknown_terms("In welchem Zeitraum wurden Farben in Neustadt getestet?", v)
+    ['Farben']
+    >>> unknown_terms("Was war Neustadt denn für eine Einrichtung?", v)  # the kind of answer asked for
     []
     """
     words = re.findall(r"[\wÄÖÜäöüß-]+", question)
@@ -538,7 +538,7 @@ def _known(word: str, vocabulary: Vocabulary) -> bool:
 def coverage(asked: Asked, evidence: Iterable[str]) -> float:
     """Share of the question's content words that the evidence contains (prefix match for inflection).
 
-    >>> coverage(analyse("Wo wurden die Piloten ausgebildet?"), ["Piloten wurden in Lipezk ausgebildet."])
+    >>> coverage(analyse("Wo wurden die Lehrlinge ausgebildet?"), ["Lehrlinge wurden in Neustadt ausgebildet."])
     1.0
     """
     if not asked.tokens:
@@ -632,12 +632,12 @@ def select_evidence(
     covered = {t for _, s in chosen for t in tokenize(s.text)}
     missing = {t for t in asked.tokens if not _matches(t, covered)}
     # The sentence after the best one that refers back to it and says what the best one lacks
-    # ("Der Berliner Vertrag …" — "Beide Staaten sagten sich darin … zu").
+    # ("Der Vertrag von Altdorf …" — "Beide Städte sicherten sich darin … zu").
     after = sentences.neighbour(chunk, span, 1)
     # Asked what the text says about something, the sentence that goes on about it belongs too.
     # So does the one that goes on from it when the question asks two things ("…, und wie reagierte …?"),
     # or asks why, how, or what followed: the best sentence matches the question's premise, and the
-    # reason follows it, or follows a paragraph's opening claim ("… war ein offenes Geheimnis.").
+    # reason follows it, or follows a paragraph's opening claim ("… wusste jeder im Dorf.").
     opens = asked.reason and sentences.neighbour(chunk, span, -1) is None
     goes_on = after and (_LEANS_BACK.match(after[1].text) or _REFERS_BACK.search(after[1].text) or opens
                          or _names_again(after[1].text, span.text))
@@ -648,7 +648,7 @@ def select_evidence(
             chosen.append(after)
             missing -= gained
             # Asked why or how, the sentences that go on from it leaning back carry on the reasoning
-            # ("… enthielt keine Bestimmungen." — "Beide sagten sich darin … zu." — "Das war … die Basis …").
+            # ("… enthielt keine Zölle." — "Beide sicherten sich darin … zu." — "Das war … der Anfang …").
             while wants_more and len(chosen) < most:
                 after = sentences.neighbour(*after, 1)
                 if not after or after in chosen or not _LEANS_BACK.match(after[1].text):
@@ -678,19 +678,19 @@ def select_evidence(
 
 # A name's earlier parts: a capitalised word, with a nobiliary particle or none, before another.
 _NAME_PART = re.compile(r"(?<![\w-])([A-ZÄÖÜ][\w-]+)\s+(?:(?:von|van|de|zu|du|da|di|ten|ter)\s+)?(?=([A-ZÄÖÜ][\w-]+))")
-# After an article it is a noun with its adjective ("der Berliner Vertrag"; "einer" too, which opens
+# After an article it is a noun with its adjective ("der Altdorfer Vertrag"; "einer" too, which opens
 # no fragment question and so is not among ``_ARTICLES``).
 _DETERMINER_BEFORE = re.compile(rf"\b(?:{'|'.join(sorted(_ARTICLES | {'einer'}))})\s+$", re.IGNORECASE)
 
 
 def with_full_names(asked: Asked, texts: Iterable[str]) -> Asked:
     """The question's words with the earlier parts of the names it gives by their last part, as
-    the texts write them ("Ossietzky" -> "Carl von Ossietzky"): a claim that adds only those
-    ("Carl von Ossietzky was acquitted.") says no more than the question.
+    the texts write them ("Berger" -> "Anna von Berger"): a claim that adds only those
+    ("Anna von Berger was acquitted.") says no more than the question.
 
-    >>> sorted(with_full_names(analyse("Was Ossietzky acquitted?"), ["Der Chefredakteur Carl von Ossietzky kam."]).tokens)
-    ['acquitted', 'carl', 'ossietzky']
-    >>> sorted(with_full_names(analyse("Welcher Vertrag kam?"), ["Der Berliner Vertrag kam."]).tokens)
+    >>> sorted(with_full_names(analyse("Was Berger acquitted?"), ["Die Verlegerin Anna von Berger kam."]).tokens)
+    ['acquitted', 'anna', 'berg']
+    >>> sorted(with_full_names(analyse("Welcher Vertrag kam?"), ["Der Altdorfer Vertrag kam."]).tokens)
     ['kam', 'vertrag']
     """
     parts = {t for text in texts for m in _NAME_PART.finditer(text)
@@ -704,9 +704,9 @@ _DEFINITE_OPENING = re.compile(r"^(?:der|die|das|the)\s+([A-ZÄÖÜa-zäöü][\w
 
 def _names_again(sentence: str, before: str) -> bool:
     """The sentence opens by naming again, with a definite article, what the one before named
-    ("… im Vertrag von Rapallo." — "Der Vertrag selbst sah …"): it goes on about the same thing.
+    ("… im Vertrag von Altdorf." — "Der Vertrag selbst regelte …"): it goes on about the same thing.
 
-    >>> _names_again("Der Vertrag selbst sah nichts vor.", "Es folgte der Vertrag von Rapallo."), _names_again("Die Zeitung schrieb.", "Es folgte der Vertrag.")
+    >>> _names_again("Der Vertrag selbst regelte nichts.", "Es folgte der Vertrag von Altdorf."), _names_again("Die Zeitung schrieb.", "Es folgte der Vertrag.")
     (True, False)
     """
     opening = _DEFINITE_OPENING.match(sentence)
@@ -716,10 +716,10 @@ def _names_again(sentence: str, before: str) -> bool:
 def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
     """A sentence adds something beyond the question: not an echo, not only a passage number.
 
-    >>> a = analyse("Wer beendete die Zusammenarbeit?")
-    >>> informative("Die Zusammenarbeit wurde beendet.", a, set())
+    >>> a = analyse("Wer beendete den Handel?")
+    >>> informative("Der Handel wurde beendet.", a, set())
     False
-    >>> informative("Deutschland beendete sie.", a, set()), informative("Es war 3.", a, {3})
+    >>> informative("Norwegen beendete ihn.", a, set()), informative("Es war 3.", a, {3})
     (True, False)
     >>> informative("Der Vertrag enthielt sie nicht.", analyse("Enthielt der Vertrag sie?"), set())
     True
@@ -733,7 +733,7 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
 # "How many years …" and "how long …": a difference of two years the text gives, computed here.
 _YEAR = re.compile(rf"\b({_YEAR_DIGITS})\b")
 # A year where the text uses it as a date: after a word of time or a dash, or opening a sentence;
-# and a decade ("in den 1920er Jahren", "the 1920s") wherever it stands.
+# and a decade ("in den 1890er Jahren", "the 1890s") wherever it stands.
 _YEAR_AS_DATE = re.compile(
     r"(?:\b(?:im|in|seit|bis|von|vom|ab|vor|nach|um|jahr\w*|since|until|till|from|to|between|by|und|and)\s+"
     rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b|\b(?:{_YEAR_DIGITS})(?:er|s)\b",
@@ -760,17 +760,17 @@ def years_asked(question: str) -> bool:
 def year_span(question: str, texts: Sequence[str]) -> tuple[int, int] | None:
     """The two years a years question is about, when the question and the evidence name exactly two.
 
-    A span ("1924 bis 1933") answers "how long"; asked for the time between two events, its first
+    A span ("1891 bis 1900") answers "how long"; asked for the time between two events, its first
     year stands for a beginning ("begann") and its last for an end ("Ende"); other years count as
     they stand. Anything else is ambiguous: None.
 
-    >>> year_span("Wie viele Jahre nach Rapallo erschien der Artikel?", ["Rapallo 1922.", "1929 erschien er."])
-    (1922, 1929)
-    >>> year_span("How many years before the cooperation ended did X happen?", ["from 1924 to 1933", "1926 X"])
-    (1926, 1933)
-    >>> year_span("Wie lange dauerte sie?", ["in den Jahren 1924 bis 1933"])
-    (1924, 1933)
-    >>> [year_span(q, ["1922, 1926 und 1929."]) for q in ["Wie viele Jahre nach Rapallo kam er?", "Wie lange saß er?"]]
+    >>> year_span("Wie viele Jahre nach Altdorf erschien der Artikel?", ["Altdorf 1891.", "1898 erschien er."])
+    (1891, 1898)
+    >>> year_span("How many years before the trade ended did X happen?", ["from 1891 to 1900", "1895 X"])
+    (1895, 1900)
+    >>> year_span("Wie lange dauerte sie?", ["von 1891 bis 1900"])
+    (1891, 1900)
+    >>> [year_span(q, ["1891, 1895 und 1898."]) for q in ["Wie viele Jahre nach Altdorf kam er?", "Wie lange saß er?"]]
     [None, None]
     """
     if not years_asked(question):
