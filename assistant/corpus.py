@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from . import AssistantError
 
@@ -72,7 +73,7 @@ class Document:
     source: str
     paragraphs: tuple[Paragraph, ...]
     references: dict[int, str] = field(default_factory=dict)
-    meta: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def backing_footnotes(self, paragraph: Paragraph, sentence: Sentence) -> tuple[int, ...]:
         """Footnotes that back a sentence, by Wikipedia's convention.
@@ -156,7 +157,7 @@ def _append_sentence(out: list[Sentence], text: str, start: int, end: int, offse
     out.append(Sentence(len(out), clean, s_start, s_start + len(stripped), footnotes))
 
 
-def parse_text(text: str, doc_id: str, meta: dict[str, str] | None = None) -> Document:
+def parse_text(text: str, doc_id: str, meta: dict[str, Any] | None = None) -> Document:
     """Parse plain text or Markdown: first non-empty line is the title, blank lines split paragraphs."""
     meta = dict(meta or {})
     blocks = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+(?:\n[^\n]+)*", text)]

@@ -316,6 +316,7 @@ class Store:
         same_model = pointer.get("fingerprint") == self.fingerprint
         old: dict[str, tuple[str, list[float]]] = {}
         old_sources: dict[str, str] = {}
+        old_meta: dict[str, Any] = {}
         live_ids: set[str] = set()
         if pointer.get("chunks"):
             chunks_col, docs_col = self._live(pointer)
@@ -326,6 +327,7 @@ class Store:
             got_docs = _get_all(docs_col, ["documents", "metadatas"])
             for i, text, m in zip(got_docs["ids"], got_docs["documents"], got_docs["metadatas"]):
                 old_sources[i] = text
+                old_meta[i] = json.loads(m["meta"])
                 if not replace and i not in new_ids:
                     documents = documents + [parse_text(text, i, json.loads(m["meta"]))]
         chunks = chunk_documents(documents, self.settings.chunk_sentences)
@@ -333,6 +335,7 @@ class Store:
             same_model and {c.id for c in chunks} == live_ids
             and all(old[c.id][0] == c.content_hash for c in chunks)
             and {d.doc_id: d.source for d in documents} == old_sources
+            and {d.doc_id: d.meta for d in documents} == old_meta  # a new title or example questions
         )
         if unchanged:
             return IngestReport(len(documents), len(chunks), 0, len(chunks), 0, changed=False)

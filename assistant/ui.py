@@ -23,13 +23,8 @@ from .corpus import DEBRIS, MARKER
 from .retrieval import HybridRetriever, clean_question
 from .settings import Settings
 
-EXAMPLES = [
-    "Wo wurden die deutschen Piloten ausgebildet?",
-    "Warum hatten Stresemann und Schubert Bedenken?",
-    "Which newspaper revealed the cooperation in 1926?",
-    "Welches Buch belegt die Angaben zum Bordfunk in Panzern?",
-    "Wie viele Panzer wurden in Kama insgesamt gebaut?",
-]
+MAX_EXAMPLES = 6
+HEADING = "## Fragen an den Text"
 ALL_DOCUMENTS = "Alle Dokumente"
 # The draft is redrawn at most this often: redrawing the page at every token took CPU from the
 # model on 2 cores (`make bench-chat`).
@@ -397,6 +392,19 @@ class ChatHandlers:
         answers.append(result)
         yield list(messages), list(answers)
 
+    def heading(self) -> str:
+        """The page's heading: the document's title, or how many documents the index holds."""
+        docs = self.service.documents()
+        if len(docs) == 1:
+            return f"## {next(iter(docs.values()))['title']} — Fragen an den Artikel"
+        return f"## Fragen an {len(docs)} Dokumente" if docs else HEADING
+
+    def examples(self) -> list[list[str]]:
+        """Example questions the documents' metadata suggest (``"examples"`` in a ``.meta.json``)."""
+        docs = self.service.documents().values()
+        questions = [q for d in docs for q in d["meta"].get("examples", []) if isinstance(q, str)]
+        return [[q] for q in questions[:MAX_EXAMPLES]]
+
     def document_choices(self) -> list[tuple[str, str]]:
         """Dropdown choices: all documents, then each by title."""
         docs = self.service.documents()
@@ -453,7 +461,7 @@ def build_app(service: ChatService) -> gr.Blocks:
     settings = service.settings
     pending = PendingQuestions()
     with gr.Blocks(title="Artikel-Assistent") as app:
-        gr.Markdown("## Geheime Zusammenarbeit zwischen Roter Armee und Reichswehr — Fragen an den Artikel")
+        heading = gr.Markdown(HEADING, elem_id="heading")
         status = gr.Markdown(service.status(), elem_id="status")
         answers = gr.State([])
         with gr.Row():
@@ -466,7 +474,8 @@ def build_app(service: ChatService) -> gr.Blocks:
                     retry = gr.Button("Nochmal fragen", size="sm")
                     stop = gr.Button("Stopp", size="sm", variant="stop", interactive=False, elem_id="stop")
                     clear = gr.Button("Neues Gespräch", size="sm")
-                gr.Examples(EXAMPLES, inputs=textbox, label="Beispiele")
+                examples = gr.Dataset(components=[textbox], samples=[], label="Beispiele", visible=False, elem_id="examples")
+                examples.click(lambda sample: sample[0], examples, textbox, queue=False)
                 footnote = gr.Radio(choices=[], label="Fußnote anzeigen (markiert sie im Artikel)", elem_id="footnotes")
                 passage = gr.HTML(elem_classes=["passage"], elem_id="passage")
                 with gr.Accordion("Einstellungen", open=False):
@@ -532,15 +541,16 @@ def build_app(service: ChatService) -> gr.Blocks:
 
         def on_load(answers_value):
             choices = service.backends() if service.is_ready(timeout=0.1) else [settings.backend, "extractive"]
-            documents = [(ALL_DOCUMENTS, "")]
+            documents, title, samples = [(ALL_DOCUMENTS, "")], HEADING, []
             try:
                 _, article_value = handlers.show_footnote(None, answers_value)
-                documents = handlers.document_choices()
+                documents, title, samples = handlers.document_choices(), handlers.heading(), handlers.examples()
             except AssistantError as exc:
                 article_value = f"<p>⚠️ {html.escape(str(exc))}</p>"
             return (service.status(), gr.Dropdown(choices=choices, value=settings.backend), article_value,
-                    gr.Dropdown(choices=documents, value="", visible=len(documents) > 2))
-        app.load(on_load, answers, [status, backend, article, document])
+                    gr.Dropdown(choices=documents, value="", visible=len(documents) > 2), title,
+                    gr.Dataset(samples=samples, visible=bool(samples)))
+        app.load(on_load, answers, [status, backend, article, document, heading, examples])
         document.change(handlers.show_document, document, article)
         timer = gr.Timer(2.0)
         timer.tick(lambda: service.status(), None, status)

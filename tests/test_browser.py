@@ -82,6 +82,10 @@ def run_conversation(home: Path, backend: str, tmp_path: Path, answer_timeout_ms
             # the article panel lists the Einzelnachweise, without the page's edit links
             assert page.locator("#article-panel ol.references li").count() == 9
             assert "Bearbeiten" not in page.locator("#article-panel").inner_text()
+            # the heading and the example questions come from the indexed document
+            assert "Geheime Zusammenarbeit" in page.locator("#heading").inner_text()
+            page.locator("#examples").get_by_text("Wie viele Panzer wurden in Kama insgesamt gebaut?").click()
+            expect(box).to_have_value("Wie viele Panzer wurden in Kama insgesamt gebaut?", timeout=10_000)
             shot = tmp_path / f"chat-{backend.replace('/', '_')}.png"
             page.screenshot(path=str(shot), full_page=True)
         if os.environ.get("SCREENSHOT_TO"):  # `make screenshot` keeps it for the README

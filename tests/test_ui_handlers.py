@@ -123,6 +123,21 @@ def test_question_can_be_restricted_to_one_document(settings_factory, fake_embed
     assert "Wolga" in handlers.show_document("kama") and "Reichswehr" in handlers.show_document("")
 
 
+def test_heading_and_example_questions_come_from_the_indexed_documents(settings_factory, fake_embeddings, tmp_path):
+    settings = settings_factory(backend="extractive", fallback=None)
+    other = tmp_path / "neustadt.txt"
+    other.write_text("Stadtmühle Neustadt\n\nDie Mühle mahlte seit 1891 Korn.\n", encoding="utf-8")
+    store = Store(settings, fake_embeddings)
+    store.ingest([read_document(other)])
+    handlers = ChatHandlers(ChatService(settings, AnswerChain(HybridRetriever(store=store), settings, None, "extractive")))
+    assert handlers.heading() == "## Stadtmühle Neustadt — Fragen an den Artikel" and handlers.examples() == []
+    (tmp_path / "neustadt.meta.json").write_text('{"examples": ["Seit wann mahlte die Mühle?"]}', encoding="utf-8")
+    assert store.ingest([read_document(other)]).changed  # new example questions are a change to index
+    assert handlers.examples() == [["Seit wann mahlte die Mühle?"]]
+    store.ingest([read_document(ARTICLE)])
+    assert handlers.heading() == "## Fragen an 2 Dokumente" and len(handlers.examples()) == 6  # 1 + the article's 5
+
+
 def test_other_language_note_is_shown_in_the_chat(service):
     messages, _ = list(ChatHandlers(service).respond("Où les pilotes ont-ils été formés ?", []))[-1]
     notes = [m["content"] for m in messages if (m.get("metadata") or {}).get("title") == "Hinweis"]
