@@ -12,9 +12,9 @@ from typing import Any
 
 from . import AssistantError, __version__
 
-HELP = """Cited answers about the article "Geheime Zusammenarbeit zwischen Roter Armee und Reichswehr".
+HELP = """Cited answers about the documents in the index (by default the article packaged in corpus/).
 
-Start with `assistant ingest`, then `assistant ask "Wo wurden die Piloten ausgebildet?"`."""
+Start with `assistant ingest`, then `assistant ask "<eine Frage an den Text>"`."""
 
 
 class _Once(argparse.Action):

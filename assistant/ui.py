@@ -199,8 +199,8 @@ def waiting_note(questions: list[str]) -> str:
 def render_answer(text: str) -> str:
     """Markers as superscripts.
 
-    >>> render_answer("In Lipezk [1].")
-    'In Lipezk<sup>[1]</sup>.'
+    >>> render_answer("In Neustadt [1].")
+    'In Neustadt<sup>[1]</sup>.'
     """
     return MARKER.sub(r"<sup>[\1]</sup>", html.escape(text, quote=False)).replace(" <sup>", "<sup>")
 
@@ -234,10 +234,10 @@ def reference_label(reference: str) -> str:
     """Who or what an Einzelnachweis cites, for a short list: its author, or the title of a piece
     without one ("Titel. In: Zeitung").
 
-    >>> reference_label("Peter Krüger: Die Außenpolitik der Republik von Weimar. Darmstadt 1985, S. 175.")
-    'Peter Krüger'
-    >>> reference_label("Frederick Voigt exclusive. In: The Guardian. London 1926, S. 9.")
-    'Frederick Voigt exclusive'
+    >>> reference_label("Anna Berger: Die Mühlen von Neustadt. Birkenfeld 1985, S. 175.")
+    'Anna Berger'
+    >>> reference_label("Paul Koch exclusive. In: The Neustadt Herald. London 1891, S. 9.")
+    'Paul Koch exclusive'
     >>> reference_label("https://example.org/bericht.pdf (abgerufen 2024)")
     'https://example.org/bericht.pdf (abgerufen 2024)'
     >>> reference_label("Ebenda, S. 12.")

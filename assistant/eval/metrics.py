@@ -213,9 +213,9 @@ def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Calla
     it supports the sentence alone, or the sentence's other citations do not. ``supports`` is the
     judge (``Support.holds`` in ``assistant eval``).
 
-    >>> judge = lambda claim, passages: any("Lipezk" in p for p in passages)
-    >>> notes = [{"n": 1, "passage": "Lipezk"}, {"n": 2, "passage": "Kama"}]
-    >>> alce_citations("In Lipezk [1, 2]. Ohne Beleg. In Kama [2].", notes, judge)
+    >>> judge = lambda claim, passages: any("Neustadt" in p for p in passages)
+    >>> notes = [{"n": 1, "passage": "Neustadt"}, {"n": 2, "passage": "Birkenfeld"}]
+    >>> alce_citations("In Neustadt [1, 2]. Ohne Beleg. In Birkenfeld [2].", notes, judge)
     {'sentence_supported': [True, False, False], 'citation_precise': [True, False, False]}
     """
     from ..citations import claims
