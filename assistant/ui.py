@@ -392,19 +392,6 @@ class ChatHandlers:
         answers.append(result)
         yield list(messages), list(answers)
 
-    def heading(self) -> str:
-        """The page's heading: the document's title, or how many documents the index holds."""
-        docs = self.service.documents()
-        if len(docs) == 1:
-            return f"## {next(iter(docs.values()))['title']} — Fragen an den Artikel"
-        return f"## Fragen an {len(docs)} Dokumente" if docs else HEADING
-
-    def examples(self) -> list[list[str]]:
-        """Example questions the documents' metadata suggest (``"examples"`` in a ``.meta.json``)."""
-        docs = self.service.documents().values()
-        questions = [q for d in docs for q in d["meta"].get("examples", []) if isinstance(q, str)]
-        return [[q] for q in questions[:MAX_EXAMPLES]]
-
     def document_choices(self) -> list[tuple[str, str]]:
         """Dropdown choices: all documents, then each by title."""
         docs = self.service.documents()
@@ -453,6 +440,24 @@ document.addEventListener('click', (event) => {
 });
 </script>"""
 SCROLL_JS = "() => { setTimeout(() => { const m = document.getElementById('hl'); if (m) m.scrollIntoView({block: 'center', behavior: 'smooth'}); }, 300); }"
+
+
+def page_heading(docs: dict[str, dict[str, Any]]) -> str:
+    """The page's heading: the one document's title, or how many documents the index holds.
+
+    >>> page_heading({"a": {"title": "Die Mühle"}}), page_heading({"a": {}, "b": {}}), page_heading({})
+    ('## Die Mühle — Fragen an den Artikel', '## Fragen an 2 Dokumente', '## Fragen an den Text')
+    """
+    if len(docs) == 1:
+        return f"## {next(iter(docs.values()))['title']} — Fragen an den Artikel"
+    return f"## Fragen an {len(docs)} Dokumente" if docs else HEADING
+
+
+def example_questions(docs: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Example questions the documents' metadata suggest (``"examples"`` in a ``.meta.json``), as
+    rows of the examples table."""
+    questions = [q for d in docs.values() for q in d["meta"].get("examples", []) if isinstance(q, str)]
+    return [[q] for q in questions[:MAX_EXAMPLES]]
 
 
 def build_app(service: ChatService) -> gr.Blocks:
@@ -544,7 +549,8 @@ def build_app(service: ChatService) -> gr.Blocks:
             documents, title, samples = [(ALL_DOCUMENTS, "")], HEADING, []
             try:
                 _, article_value = handlers.show_footnote(None, answers_value)
-                documents, title, samples = handlers.document_choices(), handlers.heading(), handlers.examples()
+                docs = service.documents()
+                documents, title, samples = handlers.document_choices(), page_heading(docs), example_questions(docs)
             except AssistantError as exc:
                 article_value = f"<p>⚠️ {html.escape(str(exc))}</p>"
             return (service.status(), gr.Dropdown(choices=choices, value=settings.backend), article_value,

@@ -11,7 +11,15 @@ from assistant.chain import Answer, AnswerChain
 from assistant.corpus import read_document
 from assistant.retrieval import HybridRetriever
 from assistant.store import Store
-from assistant.ui import ChatHandlers, ChatService, article_html, build_app, plain_text
+from assistant.ui import (
+    ChatHandlers,
+    ChatService,
+    article_html,
+    build_app,
+    example_questions,
+    page_heading,
+    plain_text,
+)
 
 
 @pytest.fixture
@@ -129,13 +137,14 @@ def test_heading_and_example_questions_come_from_the_indexed_documents(settings_
     other.write_text("Stadtmühle Neustadt\n\nDie Mühle mahlte seit 1891 Korn.\n", encoding="utf-8")
     store = Store(settings, fake_embeddings)
     store.ingest([read_document(other)])
-    handlers = ChatHandlers(ChatService(settings, AnswerChain(HybridRetriever(store=store), settings, None, "extractive")))
-    assert handlers.heading() == "## Stadtmühle Neustadt — Fragen an den Artikel" and handlers.examples() == []
+    assert page_heading(store.documents()) == "## Stadtmühle Neustadt — Fragen an den Artikel"
+    assert example_questions(store.documents()) == []
     (tmp_path / "neustadt.meta.json").write_text('{"examples": ["Seit wann mahlte die Mühle?"]}', encoding="utf-8")
     assert store.ingest([read_document(other)]).changed  # new example questions are a change to index
-    assert handlers.examples() == [["Seit wann mahlte die Mühle?"]]
+    assert example_questions(store.documents()) == [["Seit wann mahlte die Mühle?"]]
     store.ingest([read_document(ARTICLE)])
-    assert handlers.heading() == "## Fragen an 2 Dokumente" and len(handlers.examples()) == 6  # 1 + the article's 5
+    docs = store.documents()
+    assert page_heading(docs) == "## Fragen an 2 Dokumente" and len(example_questions(docs)) == 6  # 1 + the article's 5
 
 
 def test_other_language_note_is_shown_in_the_chat(service):
