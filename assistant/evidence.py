@@ -613,11 +613,14 @@ def select_evidence(
     best_score, chunk, span = ranked[0]
     chosen: list[tuple[Chunk, Span]] = [(chunk, span)]
 
-    def add_context(item: tuple[Chunk, Span]) -> None:
-        c, s = item
-        before = sentences.neighbour(c, s, -1)
-        if before and _needs_before(s.text) and before not in chosen:
+    def bring_before(item: tuple[Chunk, Span]) -> None:
+        before = sentences.neighbour(*item, -1)
+        if before and _needs_before(item[1].text) and before not in chosen:
             chosen.append(before)
+
+    def add_context(item: tuple[Chunk, Span]) -> None:
+        bring_before(item)
+        c, s = item
         after = sentences.neighbour(c, s, 1)
         if after and (_CONTINUES.match(after[1].text) or s.text.rstrip().endswith(":")) and after not in chosen:
             chosen.append(after)
@@ -668,10 +671,9 @@ def select_evidence(
     chosen += [(c, s) for score, c, s in ranked[1:] if tie > 0 and score >= best_score - tie and (c, s) not in chosen]
     chosen = chosen[:most]
     # Any sentence chosen that leans on the one before it brings that one too, where room is left.
-    for c, s in list(chosen):
-        before = sentences.neighbour(c, s, -1)
-        if len(chosen) < most and before and before not in chosen and _needs_before(s.text):
-            chosen.append(before)
+    for item in list(chosen):
+        if len(chosen) < most:
+            bring_before(item)
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)
 

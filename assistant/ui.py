@@ -392,9 +392,9 @@ class ChatHandlers:
         answers.append(result)
         yield list(messages), list(answers)
 
-    def document_choices(self) -> list[tuple[str, str]]:
-        """Dropdown choices: all documents, then each by title."""
-        docs = self.service.documents()
+    def document_choices(self, docs: dict[str, dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+        """Dropdown choices: all documents, then each by title (of ``docs`` when read already)."""
+        docs = self.service.documents() if docs is None else docs
         return [(ALL_DOCUMENTS, "")] + sorted(((d["title"], i) for i, d in docs.items()), key=lambda t: t[0].casefold())
 
     @staticmethod
@@ -406,9 +406,9 @@ class ChatHandlers:
         i = len(answers) - 1
         return [(f"[{f['n']}] {f['sentence'][:70]}…", f"{i}:{f['n']}") for f in last["footnotes"]]
 
-    def show_document(self, doc_id: str | None) -> str:
+    def show_document(self, doc_id: str | None, docs: dict[str, dict[str, Any]] | None = None) -> str:
         """The article panel for one document (the first one for "all documents")."""
-        docs = self.service.documents()
+        docs = self.service.documents() if docs is None else docs
         doc = docs.get(doc_id or "") or next(iter(docs.values()))
         return article_html(doc["title"], doc["source"])
 
@@ -544,19 +544,19 @@ def build_app(service: ChatService) -> gr.Blocks:
         clear.click(lambda: ([], [], gr.Radio(choices=[], value=None), ""), None, [chatbot, answers, footnote, passage])
         footnote.change(handlers.show_footnote, [footnote, answers], [passage, article]).then(None, None, None, js=SCROLL_JS)
 
-        def on_load(answers_value):
+        def on_load():
             choices = service.backends() if service.is_ready(timeout=0.1) else [settings.backend, "extractive"]
             documents, title, samples = [(ALL_DOCUMENTS, "")], HEADING, []
             try:
-                _, article_value = handlers.show_footnote(None, answers_value)
-                docs = service.documents()
-                documents, title, samples = handlers.document_choices(), page_heading(docs), example_questions(docs)
+                docs = service.documents()  # read once for the whole page
+                article_value = handlers.show_document(None, docs)
+                documents, title, samples = handlers.document_choices(docs), page_heading(docs), example_questions(docs)
             except AssistantError as exc:
                 article_value = f"<p>⚠️ {html.escape(str(exc))}</p>"
             return (service.status(), gr.Dropdown(choices=choices, value=settings.backend), article_value,
                     gr.Dropdown(choices=documents, value="", visible=len(documents) > 2), title,
                     gr.Dataset(samples=samples, visible=bool(samples)))
-        app.load(on_load, answers, [status, backend, article, document, heading, examples])
+        app.load(on_load, None, [status, backend, article, document, heading, examples])
         document.change(handlers.show_document, document, article)
         timer = gr.Timer(2.0)
         timer.tick(lambda: service.status(), None, status)
