@@ -565,6 +565,11 @@ class Evidence:
     def texts(self) -> list[str]:
         return [s.text for _, s in self.items]
 
+    @property
+    def cited(self) -> list[str]:
+        """The Einzelnachweise behind the sentences, once each, in their order."""
+        return list(dict.fromkeys(c.references[n] for c, s in self.items for n in s.footnotes if n in c.references))
+
 
 class Sentences:
     """All sentences of the corpus in reading order, to find a sentence's neighbours."""

@@ -352,6 +352,9 @@ SECOND_DOCUMENT = [
     ("Was war Körners Beruf?", ["Fabrikant"], False),
     # An author whom only the Einzelnachweise name: the sentences he is cited for, and his book.
     ("Wie heißt Jörg Hansens Buch über die Fahrbücherei?", ["Erinnerungen eines Fahrers"], False),
+    # Asked in English, with words the text never uses, or for what only the Einzelnachweis says.
+    ("What is the subtitle of Jörg Hansen's book?", ["Erinnerungen eines Fahrers"], False),
+    ("In welchem Jahr erschien Jörg Hansens Buch?", ["2010"], False),
 ]
 
 

@@ -247,6 +247,16 @@ def test_source_questions_name_the_einzelnachweis_without_the_model(retriever, q
     assert answer.answer.count("[1]") == 2
 
 
+@pytest.mark.parametrize(("question", "fact"), [
+    ("Laut den Einzelnachweisen: an welchem Tag erschien der Guardian-Bericht?", "3. Dezember 1926"),  # a date only the reference has
+    ("What's the title of Ian Johnson's work that the article cites?", "The Secret School of War"),  # an author the text never names
+    ("Was ist der Untertitel von Zeidlers Buch?", "Wege und Stationen"),
+])
+def test_source_questions_are_answered_from_what_the_einzelnachweise_say(retriever, question, fact):
+    answer = chain_with(retriever, Boom(responses=[]), fallback=False).invoke(question)
+    assert not answer.refused and fact in answer.answer.replace("\u00a0", " ")
+
+
 def test_a_rewrite_that_drops_the_follow_up_is_not_used(retriever):
     model = FakeListChatModel(responses=["Welche Zeitschrift veröffentlichte 1929 den Artikel?", "NICHT IM TEXT"])
     chain = chain_with(retriever, model)

@@ -74,9 +74,14 @@ def first_hit_rank(evidence: list[str], passages: list[str]) -> int | None:
 
 
 def has_fact(answer: str, fact: str) -> bool:
-    """A ``must`` fact is present when one ``|`` alternative occurs (case-insensitive)."""
-    low = answer.lower()
-    return any(alt.strip().lower() in low for alt in fact.split("|") if alt.strip())
+    """A ``must`` fact is present when one ``|`` alternative occurs (case-insensitive; any run of
+    white space, a no-break space of the source text's "S.\u00a09" too, counts as one space).
+
+    >>> has_fact("Seite: S.\u00a09.", "page 9|S. 9"), has_fact("S. 19", "S. 9|p. 9")
+    (True, False)
+    """
+    low = re.sub(r"\s+", " ", answer).lower()
+    return any(re.sub(r"\s+", " ", alt.strip()).lower() in low for alt in fact.split("|") if alt.strip())
 
 
 def retrieval_query(item: dict[str, Any]) -> str:
