@@ -303,6 +303,7 @@ class AnswerChain:
         self._sentence_index: Sentences | None = None
         self._words: Vocabulary | None = None
         self._cited_words: Vocabulary | None = None
+        self._authors: Vocabulary | None = None
         self._word_list: list[str] | None = None
         self._word_vectors: np.ndarray | None = None
         self._language: str | None = None
@@ -732,9 +733,14 @@ class AnswerChain:
         return any(len(t) >= vocabulary.MIN and not _said(t, about) and not vocabulary.knows(t) for t in words)
 
     def _cited_only(self, question: str) -> set[str]:
-        """The names in ``question`` that only the Einzelnachweise use, not the text itself."""
-        text, cited = self._vocabulary(), self._vocabulary(references=True)
-        return {t for w in _capitalised(question) for t in tokenize(w) if cited.knows(t) and not text.knows(t)}
+        """The names in ``question`` of authors the Einzelnachweise cite ("Name: Titel …") whom the
+        text itself never names. Not any word of a reference: the English title of a German
+        text's source holds words an English question uses ("Soviet-German")."""
+        if self._authors is None:
+            references = {text for c in self.retriever.chunks for text in c.references.values()}
+            self._authors = Vocabulary(part.split(":")[0] for text in references for part in text.split(";") if ":" in part)
+        text = self._vocabulary()
+        return {t for w in _capitalised(question) for t in tokenize(w) if t in self._authors.words and not text.knows(t)}
 
     def _names(self, text: str) -> set[str]:
         """The words of ``text`` that name things the corpus also names (:func:`_capitalised`)."""
