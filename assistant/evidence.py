@@ -115,6 +115,8 @@ _EXPECTS_DAY = re.compile(
     r"\b(?:welche[mnrs]?\s+(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
     re.IGNORECASE,
 )
+_EXPECTS_MONTH = re.compile(r"\b(?:welche[mnrs]?\s+monat\w*|(?:what|which)\s+month)\b", re.IGNORECASE)
+_MONTH = re.compile(rf"\b(?:{_MONTHS})\b", re.IGNORECASE)
 _DAY_DATE = re.compile(
     rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b",
     re.IGNORECASE,
@@ -165,6 +167,7 @@ class Asked:
     date: bool
     negated: bool
     day: bool = False  # the date asked for is a day ("an welchem Tag", "exact date"), not a year
+    month: bool = False  # the date asked for is a month ("in welchem Monat"), not a year
     overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
     entity: bool = False  # a person or a place is asked for ("Wer …", "Wo …"), a slot a sentence fills or not
     parts: tuple[str, ...] = ()  # the later questions of several in one ("Wer war dafür, und wie reagierte …?")
@@ -256,6 +259,7 @@ def analyse(question: str, lang: str = "") -> Asked:
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
+        month=bool(asked_part and _EXPECTS_MONTH.search(question)),
         entity=not yes_no and w in _ENTITY_WORDS,
         parts=tuple(question[a:b].strip(" ,–-") for a, b in zip(starts, [*starts[1:], len(question)])),
         reason=reason and not yes_no,
@@ -407,6 +411,9 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     >>> day = analyse("An welchem Tag endete sie?")
     >>> fits_type(day, ["Sie bestand von 1891 bis 1900."]), fits_type(day, ["Sie endete am 3. Mai 1900."])
     (False, True)
+    >>> month = analyse("In what month of 1891 did it open?")
+    >>> fits_type(month, ["It opened in 1891."]), fits_type(month, ["Im Mai 1891 wurde sie eröffnet."])
+    (False, True)
     """
     # A number or date the question itself names ("… im Jahr 1908?") is not the one asked for.
     joined = " ".join(evidence)
@@ -416,6 +423,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     if asked.number and not has_number(joined if years_asked(asked.text) else _YEAR_AS_DATE.sub(" ", joined)):
         return False
     if asked.day and not _DAY_DATE.search(joined):  # asked for the day, a year does not answer
+        return False
+    if asked.month and not _MONTH.search(joined):  # nor for the month
         return False
     return not (asked.date and not has_date(joined))
 

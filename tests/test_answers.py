@@ -348,6 +348,7 @@ SECOND_DOCUMENT = [
     # text's own words; asked for a person the text does not name, still refused.
     ("Aus welchem Grund scheute der Gemeinderat die Übernahme der Lesehalle?", ["Kosten"], False),
     ("Wer war der Chauffeur der Fahrbücherei?", [], True),
+    ("In welchem Monat wurde die Lesehalle gegründet?", [], True),  # the text gives the year only
     # A name in the genitive: the question is about the text, though it never uses "Beruf".
     ("Was war Körners Beruf?", ["Fabrikant"], False),
     # An author whom only the Einzelnachweise name: the sentences he is cited for, and his book.
