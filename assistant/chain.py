@@ -166,7 +166,7 @@ def set_aside(text: str) -> tuple[str, bool]:
 _SOURCE_QUESTION = re.compile(
     r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|fußnote\w*|footnote\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
     r"cite[sd]?|citation|book|buch|werk|autor\w*|author|verlag\w*|isbn|publisher|textbook|"
-    r"untertitel|subtitle|pages?)\b",
+    r"untertitel|subtitle|pages?|mitautor\w*|co-?aut(?:ho|o)r\w*|mitverfasser\w*)\b",
     re.IGNORECASE,
 )
 SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}

@@ -251,6 +251,7 @@ def test_source_questions_name_the_einzelnachweis_without_the_model(retriever, q
     ("Laut den Einzelnachweisen: an welchem Tag erschien der Guardian-Bericht?", "3. Dezember 1926"),  # a date only the reference has
     ("What's the title of Ian Johnson's work that the article cites?", "The Secret School of War"),  # an author the text never names
     ("Was ist der Untertitel von Zeidlers Buch?", "Wege und Stationen"),
+    ("Wer war Kolbs Mitautor bei dem Band „Die Weimarer Republik“?", "Dirk Schumann"),  # "Mitautor": a source word
 ])
 def test_source_questions_are_answered_from_what_the_einzelnachweise_say(retriever, question, fact):
     answer = chain_with(retriever, Boom(responses=[]), fallback=False).invoke(question)
