@@ -324,6 +324,10 @@ _GOES_ON = re.compile(
 _ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebrochen|ended(?!\s+up)|stopp?\w*|ceased"
                       r"|terminated|discontinued|halted|came\s+to\s+an\s+end)\b", re.IGNORECASE)
 _PROHIBITS = re.compile(rf"\b(?:{_PROHIBITION})\b", re.IGNORECASE)
+# Asking whether something was allowed: what a prohibition denies. Whether it happened ("Gab es
+# Türme?", "Wurden Türme gebaut?") it does not: what was forbidden may have been done all the same.
+_PERMISSION = re.compile(r"\b(?:durft\w*|dürf\w*|darf|erlaubt\w*|zulässig\w*|gestattet\w*|legal\w*|verbot\w*|untersagt\w*"
+                         r"|allowed|permitted|permissible|lawful|forbidden|prohibited|banned|may|might)\b", re.IGNORECASE)
 # Breaking a rule: "Verstieß das gegen den Vertrag?" is not denied by "… war verboten".
 _BREACHES = re.compile(r"\b(?:verst(?:o|ie)(?:ß|ss)\w*|verletzte\w*\s+(?:den|die|das|eine?n?)\b|gebrochen|brach(?:en)?\s+(?:den|die|das|eine?n?)\b"
                        r"|illegal\w*|unerlaubt\w*|unzulässig\w*|violat\w*|breach\w*|broke(?!\s+(?:off|out|up|down))"
@@ -377,10 +381,13 @@ def verdict(asked: Asked, best: str) -> str | None:
     ['ja', 'nein', 'ja']
     >>> verdict(analyse("Verstieß der Bau gegen die Regel?"), "Der Bau war nicht verboten.")
     'nein'
+    >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Gab es auch Türme?", "War der Bau verboten?"]]
+    ['ja', 'ja']
     """
     if not asked.yes_no or not best:
         return None
-    if _BREACHES.search(asked.text):  # "verboten" says yes to a breach; a "nicht" still denies
+    # "verboten" says yes to a breach and nothing to whether it happened; a "nicht" still denies
+    if _BREACHES.search(asked.text) or not _PERMISSION.search(asked.text):
         best = _PROHIBITS.sub(" ", best)
     return "nein" if negated(best) != (asked.negated != _turns(asked.text, best)) else "ja"
 
