@@ -413,6 +413,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     False
     >>> fits_type(analyse("Wie viele Soldaten waren dort?"), ["Etwa 1200 Soldaten waren dort."])
     True
+    >>> fits_type(analyse("Um wie viel Geld ging es?"), ["Es folgte der Vertrag von Altdorf 1891."])
+    False
     >>> fits_type(analyse("Wie alt war er damals?"), ["Er suchte in den 1890er Jahren Partner."])
     False
     >>> day = analyse("An welchem Tag endete sie?")
@@ -755,11 +757,13 @@ def informative(claim: str, asked: Asked, shown_numbers: set[int]) -> bool:
 
 # "How many years …" and "how long …": a difference of two years the text gives, computed here.
 _YEAR = re.compile(rf"\b({_YEAR_DIGITS})\b")
-# A year where the text uses it as a date: after a word of time or a dash, or opening a sentence;
-# and a decade ("in den 1890er Jahren", "the 1890s") wherever it stands.
+# A year where the text uses it as a date: after a word of time, a dash or a name, or opening a
+# sentence; and a decade ("in den 1890er Jahren", "the 1890s") wherever it stands.
 _YEAR_AS_DATE = re.compile(
     r"(?:\b(?:im|in|seit|bis|von|vom|ab|vor|nach|um|jahr\w*|since|until|till|from|to|between|by|und|and)\s+"
-    rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b|\b(?:{_YEAR_DIGITS})(?:er|s)\b",
+    rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b|\b(?:{_YEAR_DIGITS})(?:er|s)\b"
+    # and after a name, ending a phrase: "der Vertrag von Altdorf 1891." (not "Etwa 1200 Soldaten")
+    rf"|\b(?-i:[A-ZÄÖÜ])[\w-]*\s+(?:{_YEAR_DIGITS})(?=\s*(?:[.,;)]|$))",
     re.IGNORECASE,
 )
 _YEAR_RANGE = re.compile(rf"\b({_YEAR_DIGITS})\s*(?:bis|to|until|till|–|-)\s*({_YEAR_DIGITS})\b")
