@@ -413,7 +413,7 @@ class AnswerChain:
         # ("Whose name is on the Vossische piece cited in the footnotes?").
         known = bool(words) and (all(vocabulary.knows(t) for t in words)
                                  or any(possessors(text, vocabulary) for text in asked_texts)
-                                 or bool(about_source) and any(vocabulary.knows(t) for w in _capitalised(asking) for t in tokenize(w)))
+                                 or (bool(about_source) and any(vocabulary.knows(t) for w in _capitalised(asking) for t in tokenize(w))))
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
@@ -647,7 +647,7 @@ class AnswerChain:
         context = context if context != focus else ""
         ranked = rank_sentences(focus, chunks, embeddings, weight, context, self.settings.followup_context_weight, words, sources)
         if cited:
-            ranked = [r for r in ranked if _cites([r[1].references.get(n, "") for n in r[2].footnotes], cited)] or ranked
+            ranked = [(score, c, s) for score, c, s in ranked if _cites(c.cited_by(s), cited)] or ranked
         # Each later part of a question that asks several things ("…, und was wurde daraus?") is
         # ranked by itself, with the whole question as its context (its "es", "daraus" point there).
         also = [best[1:] for part in asked.parts
@@ -665,8 +665,7 @@ class AnswerChain:
         """The corpus's words; with ``references``, those of its Einzelnachweise as well."""
         if references:
             if self._cited_words is None:
-                cited = {text for c in self.retriever.chunks for text in c.references.values()}
-                self._cited_words = Vocabulary([*(c.text for c in self.retriever.chunks), *cited])
+                self._cited_words = Vocabulary([*(c.text for c in self.retriever.chunks), *self._references()])
             return self._cited_words
         if self._words is None:
             self._words = Vocabulary(c.text for c in self.retriever.chunks)
@@ -735,12 +734,16 @@ class AnswerChain:
     def _cited_only(self, question: str) -> set[str]:
         """The names in ``question`` of authors the Einzelnachweise cite ("Name: Titel …") whom the
         text itself never names. Not any word of a reference: the English title of a German
-        text's source holds words an English question uses ("Soviet-German")."""
+        text's source holds words an English question uses ("Anglo-Dutch")."""
         if self._authors is None:
-            references = {text for c in self.retriever.chunks for text in c.references.values()}
-            self._authors = Vocabulary(part.split(":")[0] for text in references for part in text.split(";") if ":" in part)
-        text = self._vocabulary()
-        return {t for w in _capitalised(question) for t in tokenize(w) if t in self._authors.words and not text.knows(t)}
+            self._authors = Vocabulary(part.split(":")[0].split(". ")[0] for text in self._references()
+                                       for part in text.split(";") if ":" in part)
+        text_words = self._vocabulary()
+        return {t for w in _capitalised(question) for t in tokenize(w) if t in self._authors.words and not text_words.knows(t)}
+
+    def _references(self) -> set[str]:
+        """The Einzelnachweise the text's sentences cite."""
+        return {text for c in self.retriever.chunks for text in c.references.values()}
 
     def _names(self, text: str) -> set[str]:
         """The words of ``text`` that name things the corpus also names (:func:`_capitalised`)."""

@@ -40,6 +40,10 @@ class Chunk:
     references: dict[int, str]
     content_hash: str
 
+    def cited_by(self, span: Span) -> list[str]:
+        """The Einzelnachweise that ``span``, one of this chunk's sentences, cites."""
+        return [self.references[n] for n in span.footnotes if n in self.references]
+
     def metadata(self) -> dict[str, str | int]:
         """Flat metadata for the vector store (lists and dicts as JSON strings)."""
         return {

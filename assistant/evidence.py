@@ -116,7 +116,8 @@ _EXPECTS_DAY = re.compile(
     re.IGNORECASE,
 )
 _EXPECTS_MONTH = re.compile(r"\b(?:welche[mnrs]?\s+monat\w*|(?:what|which)\s+month)\b", re.IGNORECASE)
-_MONTH = re.compile(rf"\b(?:{_MONTHS})\b", re.IGNORECASE)
+# A month named (capitalised, so not the modal "may") or a date in digits.
+_MONTH = re.compile(rf"\b(?:{_MONTHS.title()})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b")
 _DAY_DATE = re.compile(
     rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b",
     re.IGNORECASE,
@@ -326,8 +327,9 @@ _ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebroc
 _PROHIBITS = re.compile(rf"\b(?:{_PROHIBITION})\b", re.IGNORECASE)
 # Asking whether something was allowed: what a prohibition denies. Whether it happened ("Gab es
 # Türme?", "Wurden Türme gebaut?") it does not: what was forbidden may have been done all the same.
-_PERMISSION = re.compile(r"\b(?:durft\w*|dürf\w*|darf|erlaubt\w*|zulässig\w*|gestattet\w*|legal\w*|verbot\w*|untersagt\w*"
-                         r"|allowed|permitted|permissible|lawful|forbidden|prohibited|banned|may|might)\b", re.IGNORECASE)
+_PERMISSION = re.compile(r"\b(?:durft\w*|dürf\w*|darf|erlaub\w*|zulässig\w*|gestatt\w*|legal\w*|verbot\w*|verbiet\w*|untersag\w*"
+                         r"|könn\w*|konnt\w*|allow\w*|permi(?:t|ss)\w*|lawful|forb[ai]d\w*|prohibit\w*|ban(?:s|ned)?|may|can|could)\b",
+                         re.IGNORECASE)
 # Breaking a rule: "Verstieß das gegen den Vertrag?" is not denied by "… war verboten".
 _BREACHES = re.compile(r"\b(?:verst(?:o|ie)(?:ß|ss)\w*|verletzte\w*\s+(?:den|die|das|eine?n?)\b|gebrochen|brach(?:en)?\s+(?:den|die|das|eine?n?)\b"
                        r"|illegal\w*|unerlaubt\w*|unzulässig\w*|violat\w*|breach\w*|broke(?!\s+(?:off|out|up|down))"
@@ -381,8 +383,9 @@ def verdict(asked: Asked, best: str) -> str | None:
     ['ja', 'nein', 'ja']
     >>> verdict(analyse("Verstieß der Bau gegen die Regel?"), "Der Bau war nicht verboten.")
     'nein'
-    >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Gab es auch Türme?", "War der Bau verboten?"]]
-    ['ja', 'ja']
+    >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Gab es auch Türme?", "War der Bau verboten?",
+    ...     "Did the rules allow towers?", "Might they have built towers?"]]
+    ['ja', 'ja', 'nein', 'ja']
     """
     if not asked.yes_no or not best:
         return None
@@ -586,7 +589,7 @@ class Evidence:
     @property
     def cited(self) -> list[str]:
         """The Einzelnachweise behind the sentences, once each, in their order."""
-        return list(dict.fromkeys(c.references[n] for c, s in self.items for n in s.footnotes if n in c.references))
+        return list(dict.fromkeys(text for c, s in self.items for text in c.cited_by(s)))
 
 
 class Sentences:
@@ -762,8 +765,8 @@ _YEAR = re.compile(rf"\b({_YEAR_DIGITS})\b")
 _YEAR_AS_DATE = re.compile(
     r"(?:\b(?:im|in|seit|bis|von|vom|ab|vor|nach|um|jahr\w*|since|until|till|from|to|between|by|und|and)\s+"
     rf"|[–-]\s*|(?:^|[.!?]\s+))(?:{_YEAR_DIGITS})\b|\b(?:{_YEAR_DIGITS})(?:er|s)\b"
-    # and after a name, ending a phrase: "der Vertrag von Altdorf 1891." (not "Etwa 1200 Soldaten")
-    rf"|\b(?-i:[A-ZÄÖÜ])[\w-]*\s+(?:{_YEAR_DIGITS})(?=\s*(?:[.,;)]|$))",
+    # and after a place's name, ending a phrase: "der Vertrag von Altdorf 1891." (not "Insgesamt 1200.")
+    rf"|\b(?:von|vom|bei|zu|of|at)\s+(?-i:[A-ZÄÖÜ])[\w-]*\s+(?:{_YEAR_DIGITS})(?=\s*(?:[.,;)]|$))",
     re.IGNORECASE,
 )
 _YEAR_RANGE = re.compile(rf"\b({_YEAR_DIGITS})\s*(?:bis|to|until|till|–|-)\s*({_YEAR_DIGITS})\b")

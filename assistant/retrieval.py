@@ -194,7 +194,7 @@ def rank_sentences(
     vectors = embeddings.embed_documents(texts) if embeddings is not None else None
     sentence_words = [set(tokenize(t)) for t in texts]
     if references:
-        sentence_words = [held | {t for n in s.footnotes for t in tokenize(c.references.get(n, ""))}
+        sentence_words = [held | {t for text in c.cited_by(s) for t in tokenize(text)}
                           for held, (c, s) in zip(sentence_words, spans)]
     lexical_weight = lexical_weight if vectors is not None else 1.0
 
