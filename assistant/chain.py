@@ -165,11 +165,21 @@ def set_aside(text: str) -> tuple[str, bool]:
 # Questions about where a statement comes from: the answer names the Einzelnachweis.
 _SOURCE_QUESTION = re.compile(
     r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|fußnote\w*|footnote\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
-    r"cite[sd]?|citation|book|buch|werk|autor\w*|author|verlag\w*|isbn|publisher|textbook|"
+    r"cite[sd]?|citation|book|buch|werk|autor\w*|authors?|verlag\w*|isbn|publisher|textbook|"
     r"untertitel|subtitle|pages?|mitautor\w*|co-?aut(?:ho|o)r\w*|mitverfasser\w*)\b",
     re.IGNORECASE,
 )
 SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}
+# A question about the sources as a whole ("Welche Quellen nennt der Artikel?") asks with these
+# words besides its words for sources and for the text: verbs of citing, people by their trade.
+_CITING = frozenset(tokenize(
+    "nennt nennen genannt zitiert zitieren verwendet benutzt angegeben aufgeführt gibt alle werden wird "
+    "cite cites use uses used list lists listed give gives all historiker wissenschaftler historians scholars experts bücher books"
+))
+SOURCES_LISTED = {"de": {"article": "Der Artikel nennt diese Einzelnachweise:", "documents": "Die Dokumente nennen diese Einzelnachweise:"},
+                  "en": {"article": "The article cites these sources:", "documents": "The documents cite these sources:"}}
+MORE_SOURCES = {"de": "… und {n} weitere.", "en": "… and {n} more."}
+MAX_LISTED_SOURCES = 12  # a longer list is a wall of text; the rest are counted
 YEARS = {"de": ("{n} Jahre ({first}–{last}).", "Ein Jahr ({first}–{last})."),
          "en": ("{n} years ({first}–{last}).", "One year ({first}–{last}).")}
 # The languages a question is told apart among: py3langid restricted to them, since unrestricted
@@ -357,8 +367,8 @@ class AnswerChain:
         reply = reply_language(lang)
         result = Answer(question, question, "", [], False, self.backend, lang)
 
-        def finish(answer_text: str, refused: bool, footnotes: list[Footnote] | None = None) -> Answer:
-            if not refused and footnotes and _SOURCE_QUESTION.search(question):
+        def finish(answer_text: str, refused: bool, footnotes: list[Footnote] | None = None, listed: bool = False) -> Answer:
+            if not refused and footnotes and _SOURCE_QUESTION.search(question) and not listed:
                 answer_text = with_reference(answer_text, footnotes, reply)
             result.answer = answer_text
             result.refused = refused
@@ -401,6 +411,9 @@ class AnswerChain:
         # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
         # ones the passage must hold, and the words of the Einzelnachweise are known words.
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
+        if about_source and rewritten == question and not set(tokenize(question)) - ASKING - about_source - _ABOUT_THE_TEXT_TOKENS - _CITING:
+            yield "answer", finish(*self._sources_listed(reply, doc), listed=True)
+            return
         # A follow-up's own words that may be off the text are the things it names ("Und wie backe
         # ich Brot?"), not its verb: "Was geschah mit ihm?" asks about what was just named.
         asked_texts = [question] if rewritten == question else [question, history[-1][0]]
@@ -903,6 +916,23 @@ class AnswerChain:
         index = self._sentences()
         near = [index.neighbour(c, s, step) for c, s in found for step in (-1, 1)]
         return [s.text for _, s in found] + [item[1].text for item in near if item]
+
+    def _sources_listed(self, reply: str, doc: str | None = None) -> tuple[str, bool, list[Footnote]]:
+        """Every Einzelnachweis the text cites, once, in its numbering, each cited with the first
+        sentence that cites it (of ``doc`` only, when given); a refusal when it cites none."""
+        first: dict[tuple[str, int], tuple[str, tuple[Chunk, Any]]] = {}
+        for chunk, span in self._sentences().order:
+            for n in span.footnotes:
+                if n in chunk.references and (doc is None or chunk.doc_id == doc):
+                    first.setdefault((chunk.doc_id, n), (chunk.references[n], (chunk, span)))
+        where = "article" if len({c.doc_id for c in self.retriever.chunks}) <= 1 else "documents"
+        if not first:
+            return NOT_IN_TEXT[reply]["plain"].format(where=WHERE[reply][where]), True, []
+        listed = [(text, [item]) for _, (text, item) in sorted(first.items())]
+        text, footnotes = render(listed[:MAX_LISTED_SOURCES], SOURCES_LISTED[reply][where])
+        if len(listed) > MAX_LISTED_SOURCES:
+            text += " " + MORE_SOURCES[reply].format(n=len(listed) - MAX_LISTED_SOURCES)
+        return text, False, footnotes
 
     def _not_in_text(self, asked: Asked, evidence: Evidence, reply: str) -> tuple[str, bool, list[Footnote]]:
         """A refusal that says what the text lacks and shows what it says nearby, cited, as no answer."""

@@ -356,6 +356,8 @@ SECOND_DOCUMENT = [
     # Asked in English, with words the text never uses, or for what only the Einzelnachweis says.
     ("What is the subtitle of Jörg Hansen's book?", ["Erinnerungen eines Fahrers"], False),
     ("In welchem Jahr erschien Jörg Hansens Buch?", ["2010"], False),
+    # The sources as a whole: every Einzelnachweis the text cites, each with a sentence citing it.
+    ("What sources does the article cite?", ["Marta Lindner", "Paul Weber", "Stadtarchiv Neuheim", "Jörg Hansen"], False),
 ]
 
 

@@ -259,6 +259,14 @@ def test_source_questions_are_answered_from_what_the_einzelnachweise_say(retriev
     assert not answer.refused and has_fact(answer.answer, fact), answer.answer
 
 
+@pytest.mark.parametrize("question", ["Welche Quellen nennt der Artikel?", "Which historians or authors does the article cite?"])
+def test_a_question_about_the_sources_as_a_whole_lists_every_einzelnachweis_once(retriever, question):
+    answer = chain_with(retriever, Boom(responses=[]), fallback=False).invoke(question)  # the model is never asked
+    cited = [text for f in answer.footnotes for text in f.references.values()]
+    assert not answer.refused and len(set(cited)) == 8, answer.answer  # reference 7 is cited by no sentence
+    assert all(text.rstrip(".") in answer.answer for text in cited) and "Einzelnachweis:" not in answer.answer
+
+
 def test_a_rewrite_that_drops_the_follow_up_is_not_used(retriever):
     model = FakeListChatModel(responses=["Welche Zeitschrift veröffentlichte 1929 den Artikel?", "NICHT IM TEXT"])
     chain = chain_with(retriever, model)
