@@ -368,7 +368,7 @@ class AnswerChain:
         result = Answer(question, question, "", [], False, self.backend, lang)
 
         def finish(answer_text: str, refused: bool, footnotes: list[Footnote] | None = None, listed: bool = False) -> Answer:
-            if not refused and footnotes and _SOURCE_QUESTION.search(question) and not listed:
+            if not refused and footnotes and (_SOURCE_QUESTION.search(question) or self._cited_only(question)) and not listed:
                 answer_text = with_reference(answer_text, footnotes, reply)
             result.answer = answer_text
             result.refused = refused
@@ -411,6 +411,9 @@ class AnswerChain:
         # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
         # ones the passage must hold, and the words of the Einzelnachweise are known words.
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
+        # A question that names an author only the Einzelnachweise name asks about a source too
+        # ("Who published Johnson's study?"), whatever its words for it.
+        sourced = bool(about_source) or bool(self._cited_only(question))
         if about_source and rewritten == question and not set(tokenize(question)) - ASKING - about_source - _ABOUT_THE_TEXT_TOKENS - _CITING:
             yield "answer", finish(*self._sources_listed(reply, doc), listed=True)
             return
@@ -419,14 +422,14 @@ class AnswerChain:
         asked_texts = [question] if rewritten == question else [question, history[-1][0]]
         asking = question if rewritten == question else " ".join([*_capitalised(question), history[-1][0]])
         words = set(tokenize(asking)) - ASKING - about_source
-        vocabulary = self._vocabulary(references=bool(about_source))
+        vocabulary = self._vocabulary(references=sourced)
         # A name of the text in a genitive ("Bergers Amt", "Berger's role") makes it a question
         # about the text, whatever the word for what it asks of that name (read in each question).
         # So does a question about sources that names something the text or its references name
         # ("Whose name is on the Vossische piece cited in the footnotes?").
         known = bool(words) and (all(vocabulary.knows(t) for t in words)
                                  or any(possessors(text, vocabulary) for text in asked_texts)
-                                 or (bool(about_source) and any(vocabulary.knows(t) for w in _capitalised(asking) for t in tokenize(w))))
+                                 or (sourced and any(vocabulary.knows(t) for w in _capitalised(asking) for t in tokenize(w))))
         off_topic = best_dense < self.settings.min_relevance and best_lexical < self.settings.min_lexical and not known
         if not docs or off_topic:
             yield "answer", finish(*self._not_in_text(analyse(rewritten), Evidence((), 0.0), reply))
@@ -435,7 +438,7 @@ class AnswerChain:
         # Asked about a work by a name only the Einzelnachweise hold (an author the text cites but
         # never names), the sentences that cite it are the evidence, wherever they stand (dev: 1
         # more right of 313, none lost).
-        cited = self._cited_only(asking) - about_source if about_source else set()
+        cited = self._cited_only(asking) - about_source if sourced else set()
         chunks += [c for c in self.retriever.chunks if c not in chunks and _cites(c.references.values(), cited)]
         # Evidence must match what is asked now: a follow-up's sentences are ranked by the follow-up
         # itself, not by the searched text that carries the question before it.
@@ -445,7 +448,7 @@ class AnswerChain:
             asked = replace(asked, yes_no=False, number=False, date=False)
         # A follow-up's "ihm", "dort" point at what the previous answer named: it joins the topic.
         topic = f"{rewritten} {parse_markers(history[-1][1])[0]}" if rewritten != question else rewritten
-        ranked, evidence = self._choose(question, asked, chunks, quick, context=topic, words=bridge, sources=bool(about_source), cited=cited)
+        ranked, evidence = self._choose(question, asked, chunks, quick, context=topic, words=bridge, sources=sourced, cited=cited)
         evidence, span = with_years(question, evidence, ranked)
         if span:  # "how many years …": the difference of two years the evidence gives, computed, cited
             first, last = span
@@ -456,9 +459,9 @@ class AnswerChain:
             return
         # Asked about sources, the evidence speaks with its Einzelnachweise: the date or the title
         # asked for stands there.
-        said = [*evidence.texts, *evidence.cited] if about_source else evidence.texts
+        said = [*evidence.texts, *evidence.cited] if sourced else evidence.texts
         strong = coverage(asked, said) >= self.settings.min_coverage_over_model
-        unfamiliar = self._unfamiliar(asked, lang, sources=bool(about_source))
+        unfamiliar = self._unfamiliar(asked, lang, sources=sourced)
         # Unfamiliar words and weak evidence together: no quote can answer this. Evidence close to
         # the question in meaning says it in the text's own words ("Lohn": "Vergütung"),
         # unless a person or place is asked for: closeness does not show the sentence names them.
@@ -468,7 +471,7 @@ class AnswerChain:
         # A source question is answered by the evidence and the Einzelnachweis behind it: the model's
         # phrasing of the claim is not what was asked (and its "not in the text" refused such
         # questions whose book details only the references hold).
-        quoting = self.model is None or bool(about_source)
+        quoting = self.model is None or sourced
         # No evidence can answer that lacks the kind of value asked for (a number for "wie viele",
         # a date for "wann") when that is the one thing asked.
         if not (evidence.items and fits_type(asked, said)) or (quoting and doubtful):

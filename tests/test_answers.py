@@ -355,6 +355,7 @@ SECOND_DOCUMENT = [
     ("Wie heißt Jörg Hansens Buch über die Fahrbücherei?", ["Erinnerungen eines Fahrers"], False),
     # Asked in English, with words the text never uses, or for what only the Einzelnachweis says.
     ("What is the subtitle of Jörg Hansen's book?", ["Erinnerungen eines Fahrers"], False),
+    ("Who published Jörg Hansen's memoir?", ["Selbstverlag"], False),  # no word for sources: the author makes it one
     ("In welchem Jahr erschien Jörg Hansens Buch?", ["2010"], False),
     # The sources as a whole: every Einzelnachweis the text cites, each with a sentence citing it.
     ("What sources does the article cite?", ["Marta Lindner", "Paul Weber", "Stadtarchiv Neuheim", "Jörg Hansen"], False),
