@@ -920,6 +920,10 @@ class AnswerChain:
         near = [index.neighbour(c, s, step) for c, s in found for step in (-1, 1)]
         return [s.text for _, s in found] + [item[1].text for item in near if item]
 
+    def _where(self) -> str:
+        """What the index holds, for the answer's words: one "article" or several "documents"."""
+        return "article" if len({c.doc_id for c in self.retriever.chunks}) <= 1 else "documents"
+
     def _sources_listed(self, reply: str, doc: str | None = None) -> tuple[str, bool, list[Footnote]]:
         """Every Einzelnachweis the text cites, once, in its numbering, each cited with the first
         sentence that cites it (of ``doc`` only, when given); a refusal when it cites none."""
@@ -928,7 +932,7 @@ class AnswerChain:
             for n in span.footnotes:
                 if n in chunk.references and (doc is None or chunk.doc_id == doc):
                     first.setdefault((chunk.doc_id, n), (chunk.references[n], (chunk, span)))
-        where = "article" if len({c.doc_id for c in self.retriever.chunks}) <= 1 else "documents"
+        where = self._where()
         if not first:
             return NOT_IN_TEXT[reply]["plain"].format(where=WHERE[reply][where]), True, []
         listed = [(text, [item]) for _, (text, item) in sorted(first.items())]
@@ -939,7 +943,7 @@ class AnswerChain:
 
     def _not_in_text(self, asked: Asked, evidence: Evidence, reply: str) -> tuple[str, bool, list[Footnote]]:
         """A refusal that says what the text lacks and shows what it says nearby, cited, as no answer."""
-        where = "article" if len({c.doc_id for c in self.retriever.chunks}) <= 1 else "documents"
+        where = self._where()
         kind = "number" if asked.number else "date" if asked.date else "plain"
         text = NOT_IN_TEXT[reply][kind].format(where=WHERE[reply][where])
         if evidence.items and evidence.score >= self.settings.min_nearby:

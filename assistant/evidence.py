@@ -116,10 +116,11 @@ _EXPECTS_DAY = re.compile(
     re.IGNORECASE,
 )
 _EXPECTS_MONTH = re.compile(r"\b(?:welche[mnrs]?\s+monat\w*|(?:what|which)\s+month)\b", re.IGNORECASE)
+_DIGIT_DATE = r"\b\d{1,2}\.\d{1,2}\.\d{2,4}\b"  # "3.5.1891"
 # A month named (capitalised, so not the modal "may") or a date in digits.
-_MONTH = re.compile(rf"\b(?:{_MONTHS.title()})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b")
+_MONTH = re.compile(rf"\b(?:{_MONTHS.title()})\b|{_DIGIT_DATE}")
 _DAY_DATE = re.compile(
-    rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b",
+    rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b|{_DIGIT_DATE}",
     re.IGNORECASE,
 )
 # Verbs and nouns of prohibition: a denial, but one that a question about breaking a rule agrees with.
@@ -327,9 +328,8 @@ _ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebroc
 _PROHIBITS = re.compile(rf"\b(?:{_PROHIBITION})\b", re.IGNORECASE)
 # Asking whether something was allowed: what a prohibition denies. Whether it happened ("Gab es
 # Türme?", "Wurden Türme gebaut?") it does not: what was forbidden may have been done all the same.
-_PERMISSION = re.compile(r"\b(?:durft\w*|dürf\w*|darf|erlaub\w*|zulässig\w*|gestatt\w*|legal\w*|verbot\w*|verbiet\w*|untersag\w*"
-                         r"|könn\w*|konnt\w*|allow\w*|permi(?:t|ss)\w*|lawful|forb[ai]d\w*|prohibit\w*|ban(?:s|ned)?|may|can|could)\b",
-                         re.IGNORECASE)
+_PERMISSION = re.compile(rf"\b(?:durft\w*|dürf\w*|darf|erlaub\w*|zulässig\w*|gestatt\w*|legal\w*|{_PROHIBITION}|bans?"
+                         r"|könn\w*|konnt\w*|allow\w*|permi(?:t|ss)\w*|lawful|may|can|could)\b", re.IGNORECASE)
 # Breaking a rule: "Verstieß das gegen den Vertrag?" is not denied by "… war verboten".
 _BREACHES = re.compile(r"\b(?:verst(?:o|ie)(?:ß|ss)\w*|verletzte\w*\s+(?:den|die|das|eine?n?)\b|gebrochen|brach(?:en)?\s+(?:den|die|das|eine?n?)\b"
                        r"|illegal\w*|unerlaubt\w*|unzulässig\w*|violat\w*|breach\w*|broke(?!\s+(?:off|out|up|down))"
@@ -379,13 +379,11 @@ def verdict(asked: Asked, best: str) -> str | None:
     >>> verdict(analyse("Lief das Projekt weiter?"), "Das Projekt lief weiter, bis die Stadt es beendete.")  # both: no turn
     'ja'
     >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Verstieß der Bau von Türmen gegen die Regel?",
-    ...     "Durfte die Stadt Türme bauen?", "Did building towers break the rules?"]]
-    ['ja', 'nein', 'ja']
+    ...     "Durfte die Stadt Türme bauen?", "Did building towers break the rules?", "Gab es auch Türme?", "War der Bau verboten?",
+    ...     "Did the rules allow towers?", "Might they have built towers?"]]
+    ['ja', 'nein', 'ja', 'ja', 'ja', 'nein', 'ja']
     >>> verdict(analyse("Verstieß der Bau gegen die Regel?"), "Der Bau war nicht verboten.")
     'nein'
-    >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Gab es auch Türme?", "War der Bau verboten?",
-    ...     "Did the rules allow towers?", "Might they have built towers?"]]
-    ['ja', 'ja', 'nein', 'ja']
     """
     if not asked.yes_no or not best:
         return None
