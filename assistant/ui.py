@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import queue
 import re
 import threading
 import time
@@ -131,6 +132,55 @@ class ChatService:
     def documents(self) -> dict[str, dict[str, Any]]:
         assert self.retriever is not None
         return self.retriever.store.documents()
+
+
+def running_ahead(steps: Iterator[Any]) -> Iterator[Any]:
+    """Hand on what ``steps`` yields while it runs in a thread of its own, skipping to the newest
+    when several are waiting (each step here is the whole chat, so none is lost by skipping).
+
+    Gradio resumes a streaming handler only after it has sent its last update to the page, so the
+    chain stood still meanwhile: the model began reading its prompt only once the evidence had been
+    sent. Run ahead, it reads while the page draws the sources. Closing this generator (a stopped
+    answer) closes ``steps`` at its next step; an exception in ``steps`` is raised here.
+
+    >>> list(running_ahead(iter([1, 2, 3])))[-1]
+    3
+    """
+    updates: queue.SimpleQueue = queue.SimpleQueue()
+    stopped = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for step in steps:
+                if stopped.is_set():
+                    break
+                updates.put((step, None))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
+            updates.put((done, exc))
+            return
+        finally:
+            close = getattr(steps, "close", None)
+            if close:
+                close()
+        updates.put((done, None))
+
+    threading.Thread(target=work, name="answer", daemon=True).start()
+    try:
+        while True:
+            step, error = updates.get()
+            while step is not done and not updates.empty():  # the page only needs the newest
+                newer, error = updates.get()
+                if newer is done:
+                    yield step
+                step = newer
+            if step is done:
+                if error is not None:
+                    raise error
+                return
+            yield step
+    finally:
+        stopped.set()
 
 
 class PendingQuestions:
@@ -513,7 +563,7 @@ def build_app(service: ChatService) -> gr.Blocks:
             try:
                 while (question := pending.next(session)) is not None:
                     yield gr.skip(), gr.skip(), waiting_note(pending.waiting(session)), gr.Button(interactive=True)
-                    steps = submit(question, messages, backend_value, k_value, rewritten, document_value, answers_value)
+                    steps = running_ahead(submit(question, messages, backend_value, k_value, rewritten, document_value, answers_value))
                     for shown, answered, _ in steps:
                         yield shown, answered, waiting_note(pending.waiting(session)), gr.skip()
                     messages, answers_value = shown, answered
@@ -532,7 +582,7 @@ def build_app(service: ChatService) -> gr.Blocks:
                 return
             last_user = pairs[-1][0]
             cut = max(i for i, m in enumerate(messages) if m["role"] == "user")
-            yield from submit(last_user, messages[:cut], backend_value, k_value, rewritten, document_value, answers_value)
+            yield from running_ahead(submit(last_user, messages[:cut], backend_value, k_value, rewritten, document_value, answers_value))
         again = retry.click(lambda: gr.Button(interactive=True), None, stop, queue=False).then(
             retry_last, inputs[1:], [chatbot, answers, textbox], concurrency_limit=settings.concurrency)
         again.then(lambda a: gr.Radio(choices=handlers.footnote_choices(a), value=None), answers, footnote).then(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from helpers import ARTICLE
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
@@ -19,6 +21,7 @@ from assistant.ui import (
     example_questions,
     page_heading,
     plain_text,
+    running_ahead,
 )
 
 
@@ -237,3 +240,46 @@ def test_a_quick_refusal_during_start_up_waits_for_the_embedder_and_answers_agai
     steps = list(ChatHandlers(service).respond("Wo wurden die Piloten ausgebildet?", []))
     assert calls == [True, False]
     assert not steps[-1][1][-1]["refused"] and "Lipezk" in steps[-1][1][-1]["answer"]
+
+
+def test_running_ahead_works_while_the_page_is_busy_and_hands_on_the_newest_step():
+    first_taken, all_made = threading.Event(), threading.Event()
+
+    def steps():
+        yield 0
+        first_taken.wait(5)
+        yield 1
+        yield 2
+        all_made.set()  # made while the consumer (the page) was still busy with step 0
+
+    ahead = running_ahead(steps())
+    assert next(ahead) == 0
+    first_taken.set()
+    assert all_made.wait(5)
+    assert list(ahead) == [2]  # step 1 was overtaken: each step is the whole chat
+
+
+def test_running_ahead_raises_the_steps_error_and_stops_them_when_closed():
+    def failing():
+        yield "first"
+        raise ValueError("backend broke")
+
+    ahead = running_ahead(failing())
+    with pytest.raises(ValueError, match="backend broke"):
+        list(ahead)
+
+    closed, go_on = threading.Event(), threading.Event()
+
+    def endless():
+        try:
+            while True:
+                go_on.wait(5)
+                yield "step"
+        finally:
+            closed.set()
+
+    ahead = running_ahead(endless())
+    go_on.set()
+    assert next(ahead) == "step"
+    ahead.close()
+    assert closed.wait(5)
