@@ -31,6 +31,11 @@ from . import AssistantError, models
 from .settings import Settings
 
 SERVER = "openai/"
+# A question's few texts (the question, its unfamiliar words) are embedded on one thread, and torch
+# idles on one between calls: on 2 cores beside the page's browser and the model, its threads
+# waiting on each other delayed the sources and the model's first token (`make bench-chat`, below).
+# Batches (ingest, the corpus's sentences at start-up) use every core.
+FEW_TEXTS = 8
 DEFAULT_EMBEDDING = Settings.model_fields["embedding_model"].default
 
 
@@ -108,9 +113,24 @@ class SentenceTransformerEmbeddings(CachedEmbeddings):
         self._lock = threading.Lock()
 
     def _compute(self, kind: str, texts: list[str]) -> Any:
+        import torch
+
         encode = self.model.encode_query if kind == "query" else self.model.encode_document
-        with self._lock:  # one forward pass at a time; torch already uses every core
-            return encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        cores = _torch_cores()  # before the first call sets one thread
+        with self._lock:  # one forward pass at a time
+            torch.set_num_threads(cores if len(texts) > FEW_TEXTS else 1)
+            try:
+                return encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            finally:  # idle on one thread: waking all of them again cost the next question's model time
+                torch.set_num_threads(1)
+
+
+@lru_cache(maxsize=1)
+def _torch_cores() -> int:
+    """The threads torch would use by itself (asked once, before any call here changes them)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 class ServerEmbeddings(CachedEmbeddings):

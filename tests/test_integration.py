@@ -319,3 +319,23 @@ def test_the_evaluated_prompt_is_kept_on_disk_and_a_corrupt_one_is_rebuilt(local
     llama.reset()
     assert not PromptState(tmp_path, Path(llama.model_path)).restore(llama, key) and not path.exists()
     assert "Lipezk" in local_chain.invoke("Wo wurden die deutschen Piloten ausgebildet?").answer
+
+
+@pytest.mark.slow
+def test_a_question_is_embedded_on_one_thread_and_a_batch_on_every_core(real_embeddings, monkeypatch):
+    import torch
+
+    from assistant.embeddings import FEW_TEXTS, _torch_cores
+
+    used = []
+    encode = real_embeddings.model.encode_document
+
+    def recording(texts, **kwargs):
+        used.append(torch.get_num_threads())
+        return encode(texts, **kwargs)
+
+    monkeypatch.setattr(real_embeddings.model, "encode_document", recording)
+    real_embeddings.embed_documents(["Ein Satz, einmal."])
+    real_embeddings.embed_documents([f"Satz Nummer {i}." for i in range(FEW_TEXTS + 1)])
+    assert used == [1, _torch_cores()]
+    assert torch.get_num_threads() == 1  # idle on one thread between calls
