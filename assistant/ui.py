@@ -6,6 +6,7 @@ that tests call without a server. Gradio is imported only here.
 
 from __future__ import annotations
 
+import contextvars
 import html
 import logging
 import queue
@@ -13,7 +14,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import closing
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -40,6 +42,7 @@ PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
 STATUS_QUICK = "Modell bereit; die Bedeutungssuche lädt noch (bis dahin Antworten nach Stichwörtern) …"
 LOG = logging.getLogger("assistant.chat")
+T = TypeVar("T")
 _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"\s*(\d{1,3})\.\s+(?:(?:[a-z]\s){1,8})?(.+)")
 _REFERENCE_HEAD = re.compile(r"\.\s+In:|:(?!//)")  # "Autor: Titel", or "Titel. In: Zeitung" without an author
@@ -134,38 +137,43 @@ class ChatService:
         return self.retriever.store.documents()
 
 
-def running_ahead(steps: Iterator[Any]) -> Iterator[Any]:
+def running_ahead(steps: Iterator[T]) -> Iterator[T]:
     """Hand on what ``steps`` yields while it runs in a thread of its own, skipping to the newest
     when several are waiting (each step here is the whole chat, so none is lost by skipping).
 
     Gradio resumes a streaming handler only after it has sent its last update to the page, so the
     chain stood still meanwhile: the model began reading its prompt only once the evidence had been
-    sent. Run ahead, it reads while the page draws the sources. Closing this generator (a stopped
-    answer) closes ``steps`` at its next step; an exception in ``steps`` is raised here.
+    sent. Run ahead, it reads while the page draws the sources. An exception in ``steps`` is raised
+    here. Closing this generator (a stopped answer) returns at once; the thread closes ``steps``
+    when its next step comes (the answer's next redraw, at most ``DRAFT_EVERY`` of the model's
+    writing; a question waiting for the start-up waits on).
 
     >>> list(running_ahead(iter([1, 2, 3])))[-1]
     3
     """
-    updates: queue.SimpleQueue = queue.SimpleQueue()
+    updates: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
     stopped = threading.Event()
     done = object()
 
     def work() -> None:
+        error: BaseException | None = None
         try:
             for step in steps:
                 if stopped.is_set():
                     break
                 updates.put((step, None))
         except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
-            updates.put((done, exc))
-            return
+            error = exc
         finally:
-            close = getattr(steps, "close", None)
-            if close:
-                close()
-        updates.put((done, None))
+            try:
+                close = getattr(steps, "close", None)
+                if close:
+                    close()
+            finally:
+                updates.put((done, error))  # whatever happened, the consumer stops waiting
 
-    threading.Thread(target=work, name="answer", daemon=True).start()
+    # In the caller's context (LangChain's callbacks and Gradio's request live in context variables).
+    threading.Thread(target=contextvars.copy_context().run, args=(work,), name="answer", daemon=True).start()
     try:
         while True:
             step, error = updates.get()
@@ -564,8 +572,9 @@ def build_app(service: ChatService) -> gr.Blocks:
                 while (question := pending.next(session)) is not None:
                     yield gr.skip(), gr.skip(), waiting_note(pending.waiting(session)), gr.Button(interactive=True)
                     steps = running_ahead(submit(question, messages, backend_value, k_value, rewritten, document_value, answers_value))
-                    for shown, answered, _ in steps:
-                        yield shown, answered, waiting_note(pending.waiting(session)), gr.skip()
+                    with closing(steps):  # a stopped answer lets go of its thread at once
+                        for shown, answered, _ in steps:
+                            yield shown, answered, waiting_note(pending.waiting(session)), gr.skip()
                     messages, answers_value = shown, answered
             finally:
                 pending.release(session)

@@ -265,21 +265,26 @@ def test_running_ahead_raises_the_steps_error_and_stops_them_when_closed():
         raise ValueError("backend broke")
 
     ahead = running_ahead(failing())
+    seen = []
     with pytest.raises(ValueError, match="backend broke"):
-        list(ahead)
+        for step in ahead:
+            seen.append(step)
+    assert seen == ["first"]  # the last step before an error is never skipped
 
-    closed, go_on = threading.Event(), threading.Event()
+    closed, next_step = threading.Event(), threading.Event()
 
-    def endless():
+    def answering():
         try:
-            while True:
-                go_on.wait(5)
-                yield "step"
+            yield "evidence"
+            next_step.wait(5)  # the model writes on after the page let go
+            yield "draft"
+            yield "never handed on"
         finally:
             closed.set()
 
-    ahead = running_ahead(endless())
-    go_on.set()
-    assert next(ahead) == "step"
+    ahead = running_ahead(answering())
+    assert next(ahead) == "evidence"
     ahead.close()
-    assert closed.wait(5)
+    assert not closed.is_set()  # the thread is still inside its step
+    next_step.set()
+    assert closed.wait(5)  # and closes the steps when the next one comes
