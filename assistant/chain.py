@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -396,7 +397,14 @@ class AnswerChain:
         # searched by the corpus words nearest in meaning to its own; a follow-up's searched text is
         # not (dev: its borrowed question drew the earlier topic's words and lost two follow-ups).
         crossing = lang != self._corpus_language()  # a question in the text's language is not bridged (~0.2 s saved)
-        bridge = " ".join(self._bridged(question)) if crossing and not quick and rewritten == question else ""
+        bridge = ""
+        if crossing and not quick and rewritten == question:
+            # The question's own embedding, for the search below, is made beside its words' (one
+            # core each): the sources of an English question came 0.1 s sooner.
+            with ThreadPoolExecutor(1) as beside:
+                searched = beside.submit(self.retriever.store.embeddings.embed_query, rewritten)
+                bridge = " ".join(self._bridged(question))
+                searched.result()
         docs = self.retriever.search(rewritten, k or self.settings.k, doc, dense=not quick, words=bridge)
         result.retrieved = [
             {"chunk_id": d.id, "text": d.page_content, "score": d.metadata["score"],
