@@ -40,6 +40,7 @@ STARTING = "Das Modell lädt noch (nach einem Neustart wenige Sekunden); die Fra
 STARTUP_WAIT = 300
 PENDING = "Belege gefunden; die Antwort wird formuliert und geprüft …"
 DRAFT = "Entwurf, noch ungeprüft:"
+STOPPED = "Gestoppt: die Antwort wurde nicht zu Ende geschrieben."
 STATUS_QUICK = "Modell bereit; die Bedeutungssuche lädt noch (bis dahin Antworten nach Stichwörtern) …"
 LOG = logging.getLogger("assistant.chat")
 T = TypeVar("T")
@@ -263,13 +264,19 @@ def render_answer(text: str) -> str:
     return MARKER.sub(r"<sup>[\1]</sup>", html.escape(text, quote=False)).replace(" <sup>", "<sup>")
 
 
+def message_text(content: Any) -> str:
+    """The text (HTML as sent) of a chat message in any of Gradio's content shapes: a string, a
+    part ``{"type": "text", "text": …}``, or a list of parts, as the page sends messages back."""
+    if isinstance(content, list):
+        return " ".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return str(content or "")
+
+
 def plain_text(content: Any) -> str:
     """Text of a chat message in any of Gradio's content shapes, with superscripts back to [n]."""
-    if isinstance(content, list):
-        content = " ".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
-    elif isinstance(content, dict):
-        content = content.get("text", "")
-    text = str(content or "").replace("<sup>", " ").replace("</sup>", "")
+    text = message_text(content).replace("<sup>", " ").replace("</sup>", "")
     return html.unescape(_TAGS.sub("", text)).strip()
 
 
@@ -343,6 +350,29 @@ class ChatHandlers:
 
     def __init__(self, service: ChatService) -> None:
         self.service = service
+
+    @staticmethod
+    def stopped(messages: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """The chat after Stopp: an answer still being written keeps the sources found for it,
+        loses its unchecked draft and says it was stopped; a finished answer stays as it is.
+
+        >>> ChatHandlers.stopped([{"role": "user", "content": "Wo?"}, {"role": "assistant",
+        ...     "content": f"In Neustadt.<br><small>{PENDING}</small><br><small><i>{DRAFT} In Neu ▌</i></small>"}])[-1]["content"]
+        'In Neustadt.<br><small>Gestoppt: die Antwort wurde nicht zu Ende geschrieben.</small>'
+        >>> ChatHandlers.stopped([{"role": "assistant", "content": [{"type": "text", "text": "…"}]}])[-1]["content"]
+        '<small>Gestoppt: die Antwort wurde nicht zu Ende geschrieben.</small>'
+        >>> ChatHandlers.stopped([{"role": "assistant", "content": "In Neustadt[1]."}])[-1]["content"]
+        'In Neustadt[1].'
+        """
+        messages = list(messages or [])
+        last = messages[-1] if messages else {}
+        content = message_text(last.get("content")) if last.get("role") == "assistant" else ""
+        if not (content == "…" or STARTING in content or PENDING in content or DRAFT in content):
+            return messages
+        sources = content.split(f"<br><small>{PENDING}", 1)[0] if PENDING in content else ""
+        note = f"<small>{STOPPED}</small>"
+        messages[-1] = {"role": "assistant", "content": f"{sources}<br>{note}" if sources else note}
+        return messages
 
     @staticmethod
     def history_pairs(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -599,7 +629,9 @@ def build_app(service: ChatService) -> gr.Blocks:
         def stop_all(request: gr.Request):
             pending.drop(request.session_hash)
             return gr.Button(interactive=False), ""
-        stop.click(stop_all, None, [stop, waiting], cancels=[ask, again], queue=False)
+        # An answer stopped while it was written keeps its sources, not its unchecked draft.
+        stop.click(stop_all, None, [stop, waiting], cancels=[ask, again], queue=False).then(
+            handlers.stopped, chatbot, chatbot, queue=False)
         clear.click(lambda: ([], [], gr.Radio(choices=[], value=None), ""), None, [chatbot, answers, footnote, passage])
         footnote.change(handlers.show_footnote, [footnote, answers], [passage, article]).then(None, None, None, js=SCROLL_JS)
 
