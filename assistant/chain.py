@@ -367,9 +367,10 @@ class AnswerChain:
         lang = detect_language(asked_core or question)
         reply = reply_language(lang)
         result = Answer(question, question, "", [], False, self.backend, lang)
+        sourced = False  # whether it asks about sources: read once the question is known, below
 
         def finish(answer_text: str, refused: bool, footnotes: list[Footnote] | None = None, listed: bool = False) -> Answer:
-            if not refused and footnotes and (_SOURCE_QUESTION.search(question) or self._cited_only(question)) and not listed:
+            if not refused and footnotes and sourced and not listed:
                 answer_text = with_reference(answer_text, footnotes, reply)
             result.answer = answer_text
             result.refused = refused
@@ -386,6 +387,12 @@ class AnswerChain:
         if asked_core and wrapped:  # a real question inside noise: answer it, say what was ignored
             question = asked_core
             result.notice = SET_ASIDE_NOTE[reply]
+        # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
+        # ones the passage must hold, and the words of the Einzelnachweise are known words.
+        about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
+        # A question that names an author only the Einzelnachweise name asks about a source too
+        # ("Who published Johnson's study?"), whatever its words for it.
+        sourced = bool(about_source) or bool(self._cited_only(question))
         # A follow-up is searched and answered together with the question before it, in one model
         # call: a separate rewrite by the model cost 2-3 s per follow-up and answered fewer of them
         # (dev follow-ups: 4 of 6 right with it, 5 of 6 without).
@@ -416,12 +423,6 @@ class AnswerChain:
         # Off-topic: nothing scores, and the question uses a word the corpus does not know (a short
         # question made only of the text's own words, "Was war Neustadt?", always gets an answer). A
         # follow-up's words are its own and the question's before it, not those that join them.
-        # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
-        # ones the passage must hold, and the words of the Einzelnachweise are known words.
-        about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}
-        # A question that names an author only the Einzelnachweise name asks about a source too
-        # ("Who published Johnson's study?"), whatever its words for it.
-        sourced = bool(about_source) or bool(self._cited_only(question))
         if about_source and rewritten == question and not set(tokenize(question)) - ASKING - about_source - _ABOUT_THE_TEXT_TOKENS - _CITING:
             yield "answer", finish(*self._sources_listed(reply, doc), listed=True)
             return
