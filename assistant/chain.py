@@ -57,6 +57,7 @@ from .evidence import (
     possessors,
     select_evidence,
     stands_alone,
+    towns_named,
     unknown_terms,
     verdict,
     with_full_names,
@@ -482,8 +483,9 @@ class AnswerChain:
         # questions whose book details only the references hold).
         quoting = self.model is None or sourced
         # No evidence can answer that lacks the kind of value asked for (a number for "wie viele",
-        # a date for "wann") when that is the one thing asked.
-        if not (evidence.items and fits_type(asked, said)) or (quoting and doubtful):
+        # a date for "wann", a town for "in welcher Stadt") when that is the one thing asked.
+        typed = fits_type(asked, said) and (not asked.town or self._towns(asked, said, quick))
+        if not (evidence.items and typed) or (quoting and doubtful):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
         if quoting:
@@ -906,6 +908,22 @@ class AnswerChain:
         have = {t for _, s in found for t in tokenize(s.text)} | set(tokenize(asked.text))
         return any(not _said(t, have) for t in self._names(claim))
 
+    def _towns(self, asked: Asked, texts: list[str], quick: bool = False) -> bool:
+        """The evidence names a town beyond the question's words, and not only the country the
+        question says in other words ("nach Frankreich" for "In welche französische Stadt …?")."""
+        towns = towns_named(asked, texts)
+        own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
+        if not towns or not own or quick:  # without the embedder, closeness in meaning is not known
+            return bool(towns)
+        return not self._same_meaning(towns, own).all()
+
+    def _same_meaning(self, words: list[str], others: list[str]) -> np.ndarray:
+        """For each of ``words``, whether one of ``others`` means the same (embeddings' similarity
+        at least ``same_meaning_similarity``: "Norwegen" and "norwegische")."""
+        vectors = np.asarray(self.retriever.store.embeddings.embed_documents([*words, *others]))
+        similarity = vectors[: len(words)] @ vectors[len(words):].T
+        return similarity.max(axis=1) >= self.settings.same_meaning_similarity
+
     def _restates(self, draft: str, asked: Asked, chunks: list[Chunk]) -> bool:
         """The draft's words beyond the question's own are all the question's in other words: the
         same concept in another form or language ("Norwegen" for "norwegische", "Dänemark" for
@@ -917,11 +935,7 @@ class AnswerChain:
         claims = [parse_markers(s.text)[0] for s in split_sentences(VERDICT_OPENING.sub("", ACCORDING_TO.sub(" ", draft)))]
         new = list(dict.fromkeys(w for c in claims for w in _WORD.findall(c) if (t := tokenize(w)) and t[0] not in named))
         own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
-        if not new or not own:
-            return False
-        vectors = np.asarray(self.retriever.store.embeddings.embed_documents([*new, *own]))
-        similarity = vectors[: len(new)] @ vectors[len(new):].T
-        return bool((similarity.max(axis=1) >= self.settings.same_meaning_similarity).all())
+        return bool(new and own) and bool(self._same_meaning(new, own).all())
 
     def _around(self, found: list[tuple[Chunk, Any]]) -> list[str]:
         """The sentences a claim rests on and those beside them in their paragraphs."""

@@ -70,6 +70,27 @@ _REASON_WORDS = {"warum", "wieso", "weshalb", "wodurch", "womit", "wie", "why", 
 _NAME_ASKED = re.compile(r"(?:wie|how)\s+(?:hie(?:ß|ss)\w*|hei(?:ß|ss)\w*|lautet\w*|nannte\w*|nennt\w*|is\s+\w+\s+called|was\s+\w+\s+called)\b", re.IGNORECASE)
 _CONSEQUENCE = re.compile(r"\b(?:folgte|folgten|geschah|passierte|happened|followed|result\w*|folge(?:n|rung\w*)?|consequen\w*)\b", re.IGNORECASE)
 _ENTITY_WORDS = {"wer", "wen", "wem", "wessen", "wo", "who", "whom", "whose", "where"}
+# "In welcher Stadt …", "An welchem Ort …", "Which town …": a place is asked for by name, as by
+# "wo"; the noun is the kind of answer, not the topic.
+_PLACE_ASKED = re.compile(
+    r"\b(?:welche[mnrs]?|which|what)\s+(?:[a-zäöü][\wäöüß-]*\s+)?"
+    r"(stadt|städten?|ort|orten?|ortschaft(?:en)?|dorf|dörfern?|city|cities|towns?|villages?)\b",
+    re.IGNORECASE,
+)
+_ONE_PLACE = {"stadt", "ort", "ortschaft", "dorf", "city", "town", "village"}
+# A town named in a text: after a preposition of place without an article ("in Neustadt", "near
+# Altdorf"), as a neuter with an adjective ("im sächsischen Neustadt": towns are neuter), or after
+# the word for a town ("die Stadt Neustadt", "the town of Altdorf"). With an article it is a
+# country or a region ("in der Schweiz"), or a noun ("in der Schule").
+_TOWN_NAMED = re.compile(
+    r"\b(?i:in|nach|bei|aus|near|at|to|from)\s+([A-ZÄÖÜ][\w-]+)"
+    r"|\b(?i:im|ins|vom|zum|beim)\s+[a-zäöüß]+en\s+([A-ZÄÖÜ][\w-]+)"
+    r"|\b(?i:stadt|ortschaft|dorf|gemeinde|city|town|village)\s+(?:of\s+)?([A-ZÄÖÜ][\w-]+)"
+)
+# Nouns that stand after a preposition without an article in set phrases ("nach Hause", "in Kraft",
+# "zu Beginn", "at Home"): no town.
+_SET_PHRASE_NOUNS = {"hause", "haus", "home", "kraft", "beginn", "anfang", "ende", "betrieb", "frage", "gang",
+                     "angaben", "folge", "zukunft", "zeiten", "sicht", "gründen"}
 # Words that open a question framed as a request ("Kannst du mir sagen, wo …?", "I'd like to know
 # which …"): with a question word after them, the question is that one, not a yes/no question.
 _FRAMES = set(
@@ -172,6 +193,7 @@ class Asked:
     month: bool = False  # the date asked for is a month ("in welchem Monat"), not a year
     overview: bool = False  # what the document says about something ("Was berichtet der Artikel über …")
     entity: bool = False  # a person or a place is asked for ("Wer …", "Wo …"), a slot a sentence fills or not
+    town: bool = False  # one town or place by name ("In welcher Stadt …", "Which village …")
     parts: tuple[str, ...] = ()  # the later questions of several in one ("Wer war dafür, und wie reagierte …?")
     reason: bool = False  # a reason, a way or a consequence ("Warum …", "Wie reagierte …", "Was folgte daraus …")
 
@@ -219,6 +241,12 @@ def analyse(question: str, lang: str = "") -> Asked:
     [True, False, True, False]
     >>> [analyse(q).entity for q in ["Wer leitete die Schule?", "Where was it?", "Warum?", "Kannst du sagen, wer es war?"]]
     [True, True, False, True]
+    >>> [analyse(q).entity for q in ["In welcher kleinen Stadt lag sie?", "Which town was chosen?", "Welche Orte?", "Welche Ortskräfte?"]]
+    [True, True, True, False]
+    >>> sorted(analyse("An welchem Ort wurde gebaut?").tokens)
+    ['gebaut']
+    >>> [analyse(q).town for q in ["In welcher kleinen Stadt lag sie?", "Welche Orte?", "Which village was it?"]]
+    [True, False, True]
     """
     asking = question.strip()
     sentences = split_sentences(asking)
@@ -249,20 +277,23 @@ def analyse(question: str, lang: str = "") -> Asked:
     # consequence only with a verb that says so ("Was folgte daraus …").
     w = first_w.group().lower() if first_w else ""
     at = first_w.start() if first_w else 0
+    place = _PLACE_ASKED.search(question, at) if first_w and not two_part else None
+    town = bool(place) and place.group(1).lower() in _ONE_PLACE
     reason = (w in _REASON_WORDS and not _EXPECTS_NUMBER.match(question, at) and not _NAME_ASKED.match(question, at)) or (
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
         text=question,
         # Not the kind of answer asked for ("… für ein Gebäude?"), which the text need not say.
         tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - ASKING
-        - frozenset(tokenize(" ".join(kind_asked(question)))),
+        - frozenset(tokenize(" ".join([*kind_asked(question), place.group(1) if place else ""]))),
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
         month=bool(asked_part and _EXPECTS_MONTH.search(question)),
-        entity=not yes_no and w in _ENTITY_WORDS,
+        entity=not yes_no and (w in _ENTITY_WORDS or bool(place)),
+        town=not yes_no and town,
         parts=tuple(question[a:b].strip(" ,–-") for a, b in zip(starts, [*starts[1:], len(question)])),
         reason=reason and not yes_no,
         overview=bool(_DOCUMENT_SPEAKS.search(question)),
@@ -437,6 +468,25 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     if asked.month and not _MONTH.search(joined):  # nor for the month
         return False
     return not (asked.date and not has_date(joined))
+
+
+def towns_named(asked: Asked, evidence: Iterable[str]) -> list[str]:
+    """The towns the evidence names (as :data:`_TOWN_NAMED` finds them) that the question does not.
+
+    >>> asked = analyse("In welcher Stadt wurden die Lehrlinge ausgebildet?")
+    >>> towns_named(asked, ["Die Lehrlinge wurden in Neustadt ausgebildet."])
+    ['Neustadt']
+    >>> towns_named(asked, ["Die Ausbildung fand an folgenden Orten in der Schweiz statt:", "Sie gingen nach Hause."])
+    []
+    >>> towns_named(asked, ["Sie lernten im sächsischen Altdorf.", "Sie lernten in der Stadt Neustadt."])
+    ['Altdorf', 'Neustadt']
+    >>> towns_named(analyse("Which town near Altdorf was chosen?"), ["It was built near Altdorf."])
+    []
+    """
+    asked_words = set(tokenize(asked.text))
+    found = [next(g for g in m.groups() if g) for text in evidence for m in _TOWN_NAMED.finditer(text)]
+    return list(dict.fromkeys(name for name in found if (t := tokenize(name)) and not set(t) & asked_words
+                              and name.lower() not in _SET_PHRASE_NOUNS))
 
 
 class Vocabulary:

@@ -349,6 +349,9 @@ SECOND_DOCUMENT = [
     ("Aus welchem Grund scheute der Gemeinderat die Übernahme der Lesehalle?", ["Kosten"], False),
     ("Wer war der Chauffeur der Fahrbücherei?", [], True),
     ("In welchem Monat wurde die Lesehalle gegründet?", [], True),  # the text gives the year only
+    # Asked for a town: one named after "Stadt" answers; villages the text mentions but never names do not.
+    ("In welcher Stadt wurde die Lesehalle gegründet?", ["Neuheim"], False),
+    ("In welchem Dorf hielt der Bus der Fahrbücherei?", [], True),
     # A name in the genitive: the question is about the text, though it never uses "Beruf".
     ("Was war Körners Beruf?", ["Fabrikant"], False),
     # An author whom only the Einzelnachweise name: the sentences he is cited for, and his book.
