@@ -744,9 +744,10 @@ def select_evidence(
     # Then a sentence nearly as close as the best, where room is left.
     chosen += [(c, s) for score, c, s in ranked[1:] if tie > 0 and score >= best_score - tie and (c, s) not in chosen]
     chosen = chosen[:most]
-    # Any sentence chosen that leans on the one before it brings that one too, where room is left.
+    # Any sentence chosen that leans on the one before it brings that one too, one more than the
+    # room left if need be: "Beide … darin …", "Die dortige …" say nothing without it.
     for item in list(chosen):
-        if len(chosen) < most:
+        if len(chosen) <= most:
             bring_before(item)
     chosen.sort(key=lambda item: sentences.position.get((item[0].doc_id, item[1].start), 0))
     return Evidence(tuple(chosen), best_score, span.text)

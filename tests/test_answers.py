@@ -185,6 +185,20 @@ def test_any_sentence_chosen_that_leans_back_brings_the_one_it_leans_on():
     assert chosen == sentences, chosen
 
 
+def test_a_sentence_that_leans_back_brings_the_one_it_leans_on_even_past_the_room_left():
+    from assistant.chunking import Chunk, Span
+    from assistant.evidence import MAX_EVIDENCE, Sentences, analyse, select_evidence
+
+    sentences = ["Neustadt machte Angebote.", "Außerdem bot Neustadt Geld.", "Der Rat war dafür, doch der Bürgermeister zögerte.",
+                 "Deswegen bemühte sich der Bürgermeister um wenig."]
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    ranked = [(0.9, chunk, spans[0]), (0.89, chunk, spans[3]), (0.1, chunk, spans[1]), (0.05, chunk, spans[2])]
+    chosen = select_evidence(analyse("Wer war für die Angebote?"), ranked, Sentences([chunk]), tie=0.1).texts
+    assert chosen == sentences and len(chosen) == MAX_EVIDENCE + 1, chosen  # "Deswegen" alone hides the reason
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
