@@ -83,7 +83,7 @@ _ONE_PLACE = {"stadt", "ort", "ortschaft", "dorf", "city", "town", "village"}
 # the word for a town ("die Stadt Neustadt", "the town of Altdorf"). With an article it is a
 # country or a region ("in der Schweiz"), or a noun ("in der Schule").
 _TOWN_NAMED = re.compile(
-    r"\b(?i:in|nach|bei|aus|near|at|to|from)\s+([A-ZÄÖÜ][\w-]+)"
+    r"\b(?i:in|nach|bei|nahe|unweit|aus|near|at|to|from)\s+([A-ZÄÖÜ][\w-]+)"
     r"|\b(?i:im|ins|vom|zum|beim)\s+[a-zäöüß]+en\s+([A-ZÄÖÜ][\w-]+)"
     r"|\b(?i:stadt|ortschaft|dorf|gemeinde|city|town|village)\s+(?:of\s+)?([A-ZÄÖÜ][\w-]+)"
 )
@@ -478,8 +478,8 @@ def towns_named(asked: Asked, evidence: Iterable[str]) -> list[str]:
     ['Neustadt']
     >>> towns_named(asked, ["Die Ausbildung fand an folgenden Orten in der Schweiz statt:", "Sie gingen nach Hause."])
     []
-    >>> towns_named(asked, ["Sie lernten im sächsischen Altdorf.", "Sie lernten in der Stadt Neustadt."])
-    ['Altdorf', 'Neustadt']
+    >>> towns_named(asked, ["Sie lernten im sächsischen Altdorf.", "Sie lernten in der Stadt Neustadt.", "Die Schule lag nahe Birkenau."])
+    ['Altdorf', 'Neustadt', 'Birkenau']
     >>> towns_named(analyse("Which town near Altdorf was chosen?"), ["It was built near Altdorf."])
     []
     """
