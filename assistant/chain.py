@@ -484,7 +484,7 @@ class AnswerChain:
         quoting = self.model is None or sourced
         # No evidence can answer that lacks the kind of value asked for (a number for "wie viele",
         # a date for "wann", a town for "in welcher Stadt") when that is the one thing asked.
-        typed = fits_type(asked, said) and (not asked.town or self._towns(asked, said, quick))
+        typed = fits_type(asked, said) and (not asked.town or self._names_a_town(asked, said, quick))
         if not (evidence.items and typed) or (quoting and doubtful):
             yield "answer", finish(*self._not_in_text(asked, evidence, reply))
             return
@@ -908,11 +908,11 @@ class AnswerChain:
         have = {t for _, s in found for t in tokenize(s.text)} | set(tokenize(asked.text))
         return any(not _said(t, have) for t in self._names(claim))
 
-    def _towns(self, asked: Asked, texts: list[str], quick: bool = False) -> bool:
+    def _names_a_town(self, asked: Asked, texts: list[str], quick: bool) -> bool:
         """The evidence names a town beyond the question's words, and not only the country the
-        question says in other words ("nach Frankreich" for "In welche französische Stadt …?")."""
+        question says in other words ("nach Norwegen" for "In welche norwegische Stadt …?")."""
         towns = towns_named(asked, texts)
-        own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
+        own = _own_words(asked)
         if not towns or not own or quick:  # without the embedder, closeness in meaning is not known
             return bool(towns)
         return not self._same_meaning(towns, own).all()
@@ -934,7 +934,7 @@ class AnswerChain:
         named = with_full_names(asked, [c.text for c in chunks]).tokens | _ABOUT_THE_TEXT_TOKENS
         claims = [parse_markers(s.text)[0] for s in split_sentences(VERDICT_OPENING.sub("", ACCORDING_TO.sub(" ", draft)))]
         new = list(dict.fromkeys(w for c in claims for w in _WORD.findall(c) if (t := tokenize(w)) and t[0] not in named))
-        own = list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
+        own = _own_words(asked)
         return bool(new and own) and bool(self._same_meaning(new, own).all())
 
     def _around(self, found: list[tuple[Chunk, Any]]) -> list[str]:
@@ -973,6 +973,11 @@ class AnswerChain:
             nearby, footnotes = render(_quoted(evidence.items[:2]))
             return f"{text} {NEARBY[reply][where]} {nearby}", True, footnotes
         return text, True, []
+
+
+def _own_words(asked: Asked) -> list[str]:
+    """The question's words that say what it is about, once each, as written."""
+    return list(dict.fromkeys(w for w in _WORD.findall(asked.text) if set(tokenize(w)) - ASKING))
 
 
 def _capitalised(text: str) -> list[str]:

@@ -73,15 +73,16 @@ _ENTITY_WORDS = {"wer", "wen", "wem", "wessen", "wo", "who", "whom", "whose", "w
 # "In welcher Stadt …", "An welchem Ort …", "Which town …": a place is asked for by name, as by
 # "wo"; the noun is the kind of answer, not the topic.
 _PLACE_ASKED = re.compile(
-    r"\b(?:welche[mnrs]?|which|what)\s+(?:[a-zäöü][\wäöüß-]*\s+)?"
-    r"(stadt|städten?|ort|orten?|ortschaft(?:en)?|dorf|dörfern?|city|cities|towns?|villages?)\b",
-    re.IGNORECASE,
+    r"(?i:welche[mnrs]?|which|what)\s+(?:(?!(?i:was|were|is|are|did|does|do|has|had)\b)[\wäöüß-]+\s+)?"
+    r"(?i:(stadt|städten?|ort|orten?|ortschaft(?:en)?|dorf|dörfern?|city|cities|towns?|villages?))\b"
 )
 _ONE_PLACE = {"stadt", "ort", "ortschaft", "dorf", "city", "town", "village"}
 # A town named in a text: after a preposition of place without an article ("in Neustadt", "near
-# Altdorf"), as a neuter with an adjective ("im sächsischen Neustadt": towns are neuter), or after
-# the word for a town ("die Stadt Neustadt", "the town of Altdorf"). With an article it is a
-# country or a region ("in der Schweiz"), or a noun ("in der Schule").
+# Altdorf"), as a neuter with an adjective ("im sächsischen Neustadt": town names are neuter), or
+# after the word for a town ("die Stadt Neustadt", "the town of Altdorf"). A name with an article
+# is a region or a country that takes one ("in der Schweiz"), or a noun ("in der Schule"). Loose on
+# purpose: a noun in the same places ("aus Spenden", "im folgenden Jahr") counts too, so such
+# evidence is judged as before; what no form here finds names no town.
 _TOWN_NAMED = re.compile(
     r"\b(?i:in|nach|bei|nahe|unweit|aus|near|at|to|from)\s+([A-ZÄÖÜ][\w-]+)"
     r"|\b(?i:im|ins|vom|zum|beim)\s+[a-zäöüß]+en\s+([A-ZÄÖÜ][\w-]+)"
@@ -176,7 +177,8 @@ _CONTINUES = re.compile(
     r"^(?:außerdem|zudem|ferner|darüber hinaus|weiterhin|ebenso|auch|moreover|furthermore|in addition|additionally|also)\b",
     re.IGNORECASE,
 )
-MAX_EVIDENCE = 3
+MAX_EVIDENCE = 3  # sentences per answer, one more per later part of a question and one more for a
+# sentence a chosen one leans on (set at stop 23 on dev, with the rules around it)
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,8 @@ def analyse(question: str, lang: str = "") -> Asked:
     ['gebaut']
     >>> [analyse(q).town for q in ["In welcher kleinen Stadt lag sie?", "Welche Orte?", "Which village was it?"]]
     [True, False, True]
+    >>> [analyse(q).town for q in ["Wer war es, welcher die Stadt lenkte?", "What did towns do?", "In which Norwegian town?"]]
+    [False, False, True]
     """
     asking = question.strip()
     sentences = split_sentences(asking)
@@ -277,7 +281,7 @@ def analyse(question: str, lang: str = "") -> Asked:
     # consequence only with a verb that says so ("Was folgte daraus …").
     w = first_w.group().lower() if first_w else ""
     at = first_w.start() if first_w else 0
-    place = _PLACE_ASKED.search(question, at) if first_w and not two_part else None
+    place = _PLACE_ASKED.match(question, at) if first_w and not two_part else None
     town = bool(place) and place.group(1).lower() in _ONE_PLACE
     reason = (w in _REASON_WORDS and not _EXPECTS_NUMBER.match(question, at) and not _NAME_ASKED.match(question, at)) or (
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
@@ -680,7 +684,8 @@ def select_evidence(
             matched across languages), or the rest of a list.
         also: the best sentence for each later part of a question that asks several things
             (:attr:`Asked.parts`), ranked by that part: each part gets its sentence, one more
-            than ``MAX_EVIDENCE`` per part.
+            than ``MAX_EVIDENCE`` per part. A sentence that leans on one not chosen may bring
+            it past that room, once.
     """
     if not ranked:
         return Evidence((), 0.0)

@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTICLE = ROOT / "corpus" / "geheime-zusammenarbeit-rote-armee-reichswehr.txt"
 
 
+def one_chunk(sentences: list[str]):
+    """One chunk of ``sentences`` joined by spaces, and a span for each: a paragraph to choose evidence from."""
+    from assistant.chunking import Chunk, Span
+
+    text = " ".join(sentences)
+    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
+    return Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, ""), spans
+
+
 class BagOfWordsEmbeddings:
     """A fake for unit tests: normalised hashed bag of words, so shared words mean similarity."""
 

@@ -3,7 +3,7 @@ is rebuilt where it is missing or damaged (an app reading a Chroma server anothe
 
 from __future__ import annotations
 
-from helpers import ARTICLE
+from helpers import ARTICLE, one_chunk
 
 from assistant.corpus import parse_text, read_document
 from assistant.lexical import LexicalIndex, tokenize
@@ -46,12 +46,9 @@ def test_a_missing_or_damaged_index_is_rebuilt_from_the_collection(settings_fact
 
 
 def test_a_name_in_the_genitive_ranks_the_sentence_that_names_it_first():
-    from assistant.chunking import Chunk, Span
     from assistant.retrieval import rank_sentences
 
     sentences = ["Außerdem boten sie Waffen an.", "Der Chefredakteur Carl von Ossietzky wurde verurteilt."]
-    text = " ".join(sentences)
-    spans = tuple(Span(t, text.index(t), text.index(t) + len(t)) for t in sentences)
-    chunk = Chunk("c", "d", "T", 0, 0, text, 0, len(text), spans, (), {}, "")
+    chunk, _ = one_chunk(sentences)
     best = rank_sentences("Was war Ossietzkys Funktion?", [chunk], None)[0]
     assert best[2].text == sentences[1] and best[0] > 0, best
