@@ -844,10 +844,10 @@ class AnswerChain:
         # So is a sentence the token limit cut off: never shown, though the sentence it copies is
         # quoted like any other the model's claims rest on.
         cut_off = tokenize(parse_markers(split_sentences(rest)[-1].text)[0]) if cut and rest.strip() else None
-        # So is a claim grafted from two sentences: the one it rests on is quoted as it stands.
-        own_language = reply == self._corpus_language()
+        # So is a claim grafted from two sentences, in either language: the one it rests on is
+        # quoted as it stands (an English claim is checked by the names the text uses in it).
         copy = [_near_copy(claim, found, self.settings.near_copy_share) or tokenize(claim) == cut_off
-                or own_language and self._grafted(claim, asked, found) for claim, found in checked]
+                or self._grafted(claim, asked, found) for claim, found in checked]
         lead = [item for item, copied in zip(checked, copy) if not copied]
         # The evidence stays, and so do the sentences the model's claims rest on when those are
         # others (it read the whole text): each quoted wherever the claims lack its words. The
@@ -900,8 +900,9 @@ class AnswerChain:
             return None
 
     def _grafted(self, claim: str, asked: Asked, found: list[tuple[Chunk, Any]]) -> bool:
-        """A claim in the text's language names a thing that neither the sentence it rests on nor
-        the question names, though the text does elsewhere: two sentences grafted into a statement
+        """A claim names a thing, by a word of the text's, that neither the sentence it rests on
+        nor the question names, though the text does elsewhere (an English claim too, by the
+        names it shares with the text: "Versailles", "Weimar"): two sentences grafted into a statement
         neither makes (the firms' gains from one, the projects' names from the next). Verification
         lets some of a claim's words come from elsewhere (``support_min_lexical``); a name may not.
         The sentences it rests on are quoted as they stand."""
