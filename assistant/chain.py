@@ -272,6 +272,19 @@ class Prompts:
     def render(self, name: str, **values: Any) -> str:
         return self.env.from_string(self.sources[name]).render(**values).strip()
 
+    def quoted_in(self, text: str) -> bool:
+        """Whether ``text`` repeats a phrase of the prompts' own wording (30 characters or more
+        between their variables): a model that gives its instructions away.
+
+        >>> Prompts().quoted_in("Du bist der Assistent zu genau einem Textbestand: Neustadt [1].")
+        True
+        >>> Prompts().quoted_in("Die Bibliothek wurde 1891 gegründet [1].")
+        False
+        """
+        plain = " ".join(text.split())
+        return any(part in plain for source in self.sources.values() for line in source.splitlines()
+                   for part in (" ".join(p.split()) for p in re.split(r"\{[{%#].*?[}%#]\}", line)) if len(part) >= 30)
+
 
 def format_passages(numbered: list[tuple[int, Chunk]], with_sources: bool = True) -> str:
     """Render passages with their numbers inline, and the source they cite.
@@ -819,7 +832,8 @@ class AnswerChain:
         named = with_full_names(asked, [c.text for c in chunks])
         verified = verify(
             rest[:1].upper() + rest[1:], numbering, chunks, support,
-            keep=lambda claim: informative(claim, named, set(numbering)) and not self._invents(claim, asked, reply),
+            keep=lambda claim: (informative(claim, named, set(numbering)) and not self._invents(claim, asked, reply)
+                                and not self.prompts.quoted_in(claim)),
             evidence=evidence.items,
             given=asked.tokens,
         )
