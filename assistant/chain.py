@@ -265,6 +265,9 @@ class Prompts:
         self.env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
         self.folder = folder
         self.sources = {p.stem: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))}
+        # The prompts' own wording, 30 characters or more between their variables (:meth:`quoted_in`).
+        self.phrases = {part for source in self.sources.values() for line in source.splitlines()
+                        for part in (" ".join(p.split()) for p in re.split(r"\{[{%#].*?[}%#]\}", line)) if len(part) >= 30}
 
     def variables(self, name: str) -> set[str]:
         return meta.find_undeclared_variables(self.env.parse(self.sources[name]))
@@ -282,8 +285,7 @@ class Prompts:
         False
         """
         plain = " ".join(text.split())
-        return any(part in plain for source in self.sources.values() for line in source.splitlines()
-                   for part in (" ".join(p.split()) for p in re.split(r"\{[{%#].*?[}%#]\}", line)) if len(part) >= 30)
+        return any(phrase in plain for phrase in self.phrases)
 
 
 def format_passages(numbered: list[tuple[int, Chunk]], with_sources: bool = True) -> str:
