@@ -75,9 +75,9 @@ WHERE = {"de": {"article": "im Artikel", "documents": "in den Dokumenten"},
          "en": {"article": "The article", "documents": "The documents"}}
 NOT_IN_TEXT = {
     "de": {"plain": "Dazu steht {where} nichts.", "number": "Eine Zahl dazu steht {where} nicht.",
-           "date": "Ein Datum dazu steht {where} nicht."},
+           "exact": "Eine genaue Zahl dazu steht {where} nicht.", "date": "Ein Datum dazu steht {where} nicht."},
     "en": {"plain": "{where} does not say.", "number": "{where} gives no number for this.",
-           "date": "{where} gives no date for this."},
+           "exact": "{where} gives no exact number for this.", "date": "{where} gives no date for this."},
 }
 NEARBY = {"de": {"article": "Er sagt dazu:", "documents": "Sie sagen dazu:"},
           "en": {"article": "What it says nearby:", "documents": "What they say nearby:"}}
@@ -470,7 +470,7 @@ class AnswerChain:
         asked = analyse(question, lang)
         asked = replace(asked, tokens=asked.tokens - about_source)
         if lang not in ("de", "en"):  # its form is read from German and English words: no verdict, no value type
-            asked = replace(asked, yes_no=False, number=False, date=False)
+            asked = replace(asked, yes_no=False, number=False, date=False, exact=False)
         # A follow-up's "ihm", "dort" point at what the previous answer named: it joins the topic.
         topic = f"{rewritten} {parse_markers(history[-1][1])[0]}" if rewritten != question else rewritten
         ranked, evidence = self._choose(question, asked, chunks, quick, context=topic, words=bridge, sources=sourced, cited=cited)
@@ -984,7 +984,7 @@ class AnswerChain:
     def _not_in_text(self, asked: Asked, evidence: Evidence, reply: str) -> tuple[str, bool, list[Footnote]]:
         """A refusal that says what the text lacks and shows what it says nearby, cited, as no answer."""
         where = self._where()
-        kind = "number" if asked.number else "date" if asked.date else "plain"
+        kind = "exact" if asked.exact else "number" if asked.number else "date" if asked.date else "plain"
         text = NOT_IN_TEXT[reply][kind].format(where=WHERE[reply][where])
         if evidence.items and evidence.score >= self.settings.min_nearby:
             nearby, footnotes = render(_quoted(evidence.items[:2]))

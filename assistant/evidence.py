@@ -129,6 +129,17 @@ _NUMBER_WORDS = re.compile(
     r"hundreds?|thousands?|millions?|billions?|dozens?)\b",
     re.IGNORECASE,
 )
+# "Genau wie viele …", "the exact number": an amount the text gives only roughly does not answer.
+_EXACT = re.compile(r"\b(?:genau\w*|exakt\w*|exact\w*|precise\w*)\b", re.IGNORECASE)
+# A rough amount: a number after a word of approximation ("mehrere hundert", "etwa 1200", "more than
+# 100"), or a count in the plural ("Hunderte", "thousands").
+_ROUGHLY = re.compile(
+    r"\b(?:mehrere|einige|etliche|viele|zahlreiche|etwa|rund|ungefähr|circa|ca\.|knapp|über|fast|nahezu"
+    r"|mehr\s+als|weniger\s+als|bis\s+zu|several|some|many|about|around|approximately|roughly|nearly|almost"
+    r"|over|under|more\s+than|less\s+than|fewer\s+than|up\s+to)\s+(?:\d[\d.,]*|\w+)"
+    r"|\b(?:hunderte|tausende|dutzende|hundreds|thousands|dozens)\b",
+    re.IGNORECASE,
+)
 _MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
            "|january|february|march|may|june|july|october|december")
 _YEAR_DIGITS = "1[0-9]{3}|20[0-9]{2}"  # a year of the second millennium or this century
@@ -198,6 +209,7 @@ class Asked:
     town: bool = False  # one town or place by name ("In welcher Stadt …", "Which village …")
     parts: tuple[str, ...] = ()  # the later questions of several in one ("Wer war dafür, und wie reagierte …?")
     reason: bool = False  # a reason, a way or a consequence ("Warum …", "Wie reagierte …", "Was folgte daraus …")
+    exact: bool = False  # the number asked for is an exact one ("Wie viele genau …", "the exact number")
 
 
 def analyse(question: str, lang: str = "") -> Asked:
@@ -227,6 +239,8 @@ def analyse(question: str, lang: str = "") -> Asked:
     ...     "Kannst du mir sagen, an welchem Tag er kam?", "Und der andere?", "In which book, and when?",
     ...     "The text names two treaties. Did either say so?", "Er kam 1891. Wer schickte ihn?"]]
     [False, False, False, False, False, True, False]
+    >>> analyse("Wie viele waren es? Ich brauche die genaue Zahl.").number
+    True
     >>> [analyse(q).yes_no for q in ["Kam das z. B. der Gemeinde zugute?", "Der Vertrag wurde also unterzeichnet?"]]
     [True, True]
     >>> analyse("Was Kowalski against it?", "en").yes_no, analyse("Was Kowalski against it?").yes_no
@@ -253,7 +267,10 @@ def analyse(question: str, lang: str = "") -> Asked:
     [False, False, True]
     """
     asking = question.strip()
+    # The last question asks, not a request after it ("Wie viele …? Ich brauche die genaue Zahl.").
     sentences = split_sentences(asking)
+    questions = [s for s in sentences if s.text.rstrip().endswith("?")]
+    sentences = sentences[: sentences.index(questions[-1]) + 1] if questions else sentences
     if len(sentences) > 1 and len(_words(sentences[-1].text)) >= 3:
         asking = sentences[-1].text
     start = max(question.find(asking), 0)
@@ -292,6 +309,7 @@ def analyse(question: str, lang: str = "") -> Asked:
         - frozenset(tokenize(" ".join([*kind_asked(question), place.group(1) if place else ""]))),
         yes_no=yes_no,
         number=bool(_EXPECTS_NUMBER.match(asked_part)),
+        exact=bool(_EXPECTS_NUMBER.match(asked_part)) and bool(_EXACT.search(question)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
@@ -449,6 +467,9 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     False
     >>> fits_type(analyse("Wie viele Soldaten waren dort?"), ["Etwa 1200 Soldaten waren dort."])
     True
+    >>> exact = analyse("Wie viele Lehrlinge genau? Ich brauche die exakte Zahl.")
+    >>> [fits_type(exact, [t]) for t in ["Mehrere hundert Lehrlinge.", "More than 100 came.", "Hunderte kamen.", "Es waren 212."]]
+    [False, False, False, True]
     >>> fits_type(analyse("Um wie viel Geld ging es?"), ["Es folgte der Vertrag von Altdorf 1891."])
     False
     >>> fits_type(analyse("Wie alt war er damals?"), ["Er suchte in den 1890er Jahren Partner."])
@@ -465,6 +486,8 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     for given in re.findall(r"\d+", asked.text):
         joined = re.sub(rf"\b{given}\b", " ", joined)
     # A year is a date, not an amount: it answers "how many" only when years are what is counted.
+    if asked.exact:
+        joined = _ROUGHLY.sub(" ", joined)
     if asked.number and not has_number(joined if years_asked(asked.text) else _YEAR_AS_DATE.sub(" ", joined)):
         return False
     if asked.day and not _DAY_DATE.search(joined):  # asked for the day, a year does not answer

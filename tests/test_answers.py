@@ -335,6 +335,8 @@ SECOND_DOCUMENT = [
     ("Aus welchem Grund scheute der Gemeinderat die Übernahme der Lesehalle?", ["Kosten"], False),
     ("Wer war der Chauffeur der Fahrbücherei?", [], True),
     ("In welchem Monat wurde die Lesehalle gegründet?", [], True),  # the text gives the year only
+    # An exact number asked for, with a request after the question: the text gives one.
+    ("Wie viele Haltestellen fuhr der Bus genau an? Ich brauche die exakte Zahl.", ["zwölf"], False),
     # Asked for a town: one named after "Stadt" answers; villages the text mentions but never names do not.
     ("In welcher Stadt wurde die Lesehalle gegründet?", ["Neuheim"], False),
     ("In welchem Dorf hielt der Bus der Fahrbücherei?", [], True),
