@@ -81,9 +81,11 @@ NOT_IN_TEXT = {
 }
 NEARBY = {"de": {"article": "Er sagt dazu:", "documents": "Sie sagen dazu:"},
           "en": {"article": "What it says nearby:", "documents": "What they say nearby:"}}
-VERDICT = {"de": {"ja": "Ja.", "nein": "Nein."}, "en": {"ja": "Yes.", "nein": "No."}}
+# The verdict opens the sentence that grounds it ("Nein: Der Vertrag sah keine … vor [1]."), and so
+# carries that sentence's footnote; alone ("Nein.") it was a statement citing nothing.
+VERDICT = {"de": {"ja": "Ja", "nein": "Nein"}, "en": {"ja": "Yes", "nein": "No"}}
 # What the judge is asked to answer with: the verdicts' words.
-VERDICT_WORDS = {lang: (words["ja"].rstrip("."), words["nein"].rstrip(".")) for lang, words in VERDICT.items()}
+VERDICT_WORDS = {lang: (words["ja"], words["nein"]) for lang, words in VERDICT.items()}
 LOG = logging.getLogger("assistant.chain")
 DECLINE = {
     "de": "Das kann ich nicht tun: Ich beantworte nur Fragen zum Artikel „{title}“.",

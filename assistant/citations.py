@@ -44,12 +44,21 @@ def same_polarity(claim: str, source: str) -> bool:
     False
     >>> same_polarity("Sie unterzeichnete nicht.", "Sie unterzeichnete, aber er ratifizierte nicht.")
     False
+    >>> same_polarity(source, source), same_polarity("Anna Berger.", "Das war nicht erlaubt. Es kam Anna Berger.")
+    (True, True)
     """
-    clauses = _CLAUSE.split(source)
-    if len(clauses) >= 2:
-        words = set(tokenize(claim))
-        source = max(clauses, key=lambda clause: len(words & set(tokenize(clause))))
-    return negated(claim) == negated(source)
+    clauses = [clause for sentence in split_sentences(source) for clause in _CLAUSE.split(sentence.text)] or [source]
+    if len(clauses) < 2:
+        return negated(claim) == negated(source)
+    # A claim that turns itself (a copy of such a sentence) is compared clause by clause; a clause
+    # of no content word ("Nein:") or of words the source lacks says nothing of its polarity here.
+    parts = [part for part in _CLAUSE.split(claim) if tokenize(part)] or [claim]
+    for part in parts:
+        words = set(tokenize(part))
+        best = max(clauses, key=lambda clause: len(words & set(tokenize(clause))))
+        if (words & set(tokenize(best)) or len(parts) == 1) and negated(part) != negated(best):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ class Support:
 
 
 FRAGMENT_WORDS = 3  # a claim of this many content words or fewer is a fragment ("Anna Berger."), not a sentence
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•]|(\[\d{1,3}\]))\s+")  # a passage's marker opens an item too
 _ENDS_SENTENCE = re.compile(r"[.!?…][“”\"')»]*(?:\s*\[\d[\d,;\s]*\])*$")
 
 
@@ -235,6 +244,8 @@ def unlisted(text: str) -> str:
     'Es waren: Neustadt [2], Birkenfeld [3]. Das war alles.'
     >>> unlisted("Folgen:\n- Die Autorin zog mit dem Verlag nach Neustadt\n- Sie schrieb.\n- Er blieb.")
     'Folgen. Die Autorin zog mit dem Verlag nach Neustadt. Sie schrieb. Er blieb.'
+    >>> unlisted("Es sind:\n\n[6] Die Chronik\n[7] Der Bote")
+    'Es sind: Die Chronik [6], Der Bote [7].'
     >>> unlisted("Am 3. Mai 1901.\nDanach kam nichts.")
     'Am 3. Mai 1901.\nDanach kam nichts.'
     """
@@ -244,7 +255,10 @@ def unlisted(text: str) -> str:
     sentences: list[str] = []
     joining = False  # the last sentence introduces or already holds fragments
     for line in lines:
+        opening = _LIST_ITEM.match(line)
         item = _LIST_ITEM.sub("", line).strip()
+        if opening and opening.group(1):  # "[6] Die Chronik": the marker goes where markers stand
+            item = re.sub(r"(?=[.!?…]?$)", f" {opening.group(1)}", item, count=1)
         short = bool(_LIST_ITEM.match(line)) and is_fragment(item) and not _ENDS_SENTENCE.search(item)
         if short and sentences and (joining or sentences[-1].endswith(":")):
             sentences[-1] += (" " if sentences[-1].endswith(":") else ", ") + item
@@ -388,7 +402,8 @@ def _computed(claim: str, evidence: list[str], support: Support, given: frozense
 
 
 def render(verified: Sequence[Verified], lead: str = "") -> tuple[str, list[Footnote]]:
-    """Join verified sentences with markers renumbered by first use; ``lead`` (a verdict) goes first.
+    """Join verified sentences with markers renumbered by first use; ``lead`` (a verdict) opens the
+    first, after a colon.
 
     Returns:
         The answer text and its footnotes.
@@ -414,7 +429,7 @@ def render(verified: Sequence[Verified], lead: str = "") -> tuple[str, list[Foot
             numbers.append(footnotes[key].n)
         out.append(_with_marker(claim, *dict.fromkeys(numbers)))
     if out and lead:
-        out[0] = f"{lead} {out[0]}"
+        out[0] = f"{lead}: {out[0]}"
     return " ".join(out), list(footnotes.values())
 
 

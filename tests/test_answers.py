@@ -185,7 +185,7 @@ def test_a_question_in_another_language_gets_no_verdict_it_cannot_read(article):
 def test_a_verb_of_refusal_makes_the_verdict_no(article):
     answer = ask(article, "Wollten die Deutschen das Militärbündnis, das Radek vorschlug?",
                  "Ja, die Deutschen wollten das Militärbündnis [1].")
-    assert answer.answer.startswith("Nein.") and "Ja" not in answer.answer and "lehnten die Deutschen ab" in answer.answer
+    assert answer.answer.startswith("Nein:") and "Ja" not in answer.answer and "lehnten die Deutschen ab" in answer.answer
 
 
 class Judging(FakeListChatModel):
@@ -207,7 +207,7 @@ def judged(chain: AnswerChain, question: str, draft: str, margin: float):
 def test_a_no_in_other_words_is_judged_on_the_best_sentence_alone(article):
     question = "Setzte Deutschland die Zusammenarbeit nach der Machtergreifung der Nationalsozialisten fort?"
     answer, asked = judged(article, question, "Ja, Deutschland setzte die Zusammenarbeit fort [1].", -1.0)
-    assert answer.answer.startswith("Nein.") and "beendete Deutschland" in answer.answer, answer.answer
+    assert answer.answer.startswith("Nein:") and "beendete Deutschland" in answer.answer, answer.answer
     assert "setzte die Zusammenarbeit fort" not in answer.answer  # the model's yes is not shown beside the no
     [(prompt, yes, no)] = asked
     assert (yes, no) == ("Ja", "Nein") and question in prompt and "beendete" in prompt and "Rapallo" not in prompt
@@ -219,29 +219,29 @@ def test_a_no_in_other_words_is_judged_on_the_best_sentence_alone(article):
 def test_a_judged_yes_needs_the_model_to_say_it_too(article):
     question = "Sollten die mit deutscher Hilfe aufgebauten Anlagen von Deutschland mitgenutzt werden?"
     answer, _ = judged(article, question, "Ja, so wurde es angeboten.", 3.0)
-    assert answer.answer.startswith("Ja.") and "mitgenutzt werden" in answer.answer, answer.answer
+    assert answer.answer.startswith("Ja:") and "mitgenutzt werden" in answer.answer, answer.answer
     answer, _ = judged(article, question, "Das ist unklar.", 3.0)  # says nothing the text holds
     assert not answer.answer.startswith("Ja") and "mitgenutzt werden" in answer.answer, answer.answer
     answer, _ = judged(article, "Did the Soviets offer to build up their armament industry with German help?", "Yes.", 3.0)
-    assert answer.answer.startswith("Yes."), answer.answer
+    assert answer.answer.startswith("Yes:"), answer.answer
 
 
 def test_a_denial_in_the_evidence_needs_no_judge(article):
     answer, asked = judged(article, "Sah der Vertrag von Rapallo eine militärische Zusammenarbeit vor?", "Ja [1].", 3.0)
-    assert answer.answer.startswith("Nein.") and asked == [], answer.answer
+    assert answer.answer.startswith("Nein:") and asked == [], answer.answer
 
 
 def test_asked_whether_something_went_on_an_ending_is_a_no(article):
     # No denial word anywhere: the sentence says the cooperation ended, the question asks whether it went on.
     answer, asked = judged(article, "Lief die Zusammenarbeit nach der Machtergreifung der Nationalsozialisten weiter?",
                            "Ja, nach der Machtergreifung beendete Deutschland diese Zusammenarbeit [1].", 3.0)
-    assert answer.answer.startswith("Nein.") and "beendete Deutschland" in answer.answer and asked == [], answer.answer
+    assert answer.answer.startswith("Nein:") and "beendete Deutschland" in answer.answer and asked == [], answer.answer
 
 
 def test_asked_whether_something_broke_a_rule_a_prohibition_is_no_denial(article):
     question = "Verstieß die Ausbildung an Panzern in der Sowjetunion gegen den Friedensvertrag von Versailles?"
     answer, asked = judged(article, question, "Ja, das war durch den Friedensvertrag von Versailles verboten [1].", 3.0)
-    assert answer.answer.startswith("Ja.") and asked, answer.answer  # "verboten" agrees with "verstieß": the judge is asked
+    assert answer.answer.startswith("Ja:") and asked, answer.answer  # "verboten" agrees with "verstieß": the judge is asked
 
 
 def test_an_english_who_answer_naming_a_person_of_the_best_sentence_is_quoted_not_refused(article):

@@ -221,19 +221,33 @@ def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Calla
     A sentence is supported when it cites at least one passage and its cited passages together
     support it. A citation is precise when its sentence is supported and the citation is needed:
     it supports the sentence alone, or the sentence's other citations do not. ``supports`` is the
-    judge (``Support.holds`` in ``assistant eval``).
+    judge (``Support.holds`` in ``assistant eval``). A footnote is its passage and the
+    Einzelnachweise behind it, as for ``cited_ok``; the Einzelnachweis line a source answer ends
+    with ("Einzelnachweis: Autor: Titel. Verlag, 2002, S. 9. [1]") is one statement, whatever
+    periods its entry holds.
 
     >>> judge = lambda claim, passages: any("Neustadt" in p for p in passages)
     >>> notes = [{"n": 1, "passage": "Neustadt"}, {"n": 2, "passage": "Birkenfeld"}]
     >>> alce_citations("In Neustadt [1, 2]. Ohne Beleg. In Birkenfeld [2].", notes, judge)
     {'sentence_supported': [True, False, False], 'citation_precise': [True, False, False]}
+    >>> notes = [{"n": 1, "passage": "Satz.", "references": {"4": "Neustadt. Ein Buch. Verlag, 2002."}}]
+    >>> words = lambda claim, passages: all(w.strip(".,") in " ".join(passages) for w in claim.split())
+    >>> alce_citations("Satz [1]. Einzelnachweis: Neustadt. Ein Buch. Verlag, 2002. [1]", notes, words)
+    {'sentence_supported': [True, True], 'citation_precise': [True, True]}
     """
-    from ..citations import claims
+    from ..chain import SOURCE_LABEL
+    from ..citations import claims, parse_markers
 
-    passages = {f["n"]: f["passage"] for f in footnotes}
+    passages = {f["n"]: " ".join([f["passage"], *f.get("references", {}).values()]) for f in footnotes}
+    labels = "|".join(re.escape(label) for label in SOURCE_LABEL.values())
+    parts = re.split(rf"(?<=\S)\s+(?:{labels}): (?=[^\n]*\[\d+\]\s*$)", answer, maxsplit=1)
+    body, reference = parts[0], parts[1] if len(parts) > 1 else ""
+    statements = claims(body)
+    if reference:
+        statements.append(parse_markers(reference))
     supported: list[bool] = []
     precise: list[bool] = []
-    for claim, markers in claims(answer):
+    for claim, markers in statements:
         if not re.search(r"\w{2}", claim):
             continue
         cited = [passages[m] for m in dict.fromkeys(markers) if m in passages]
