@@ -843,7 +843,7 @@ class AnswerChain:
         verified = verify(
             rest[:1].upper() + rest[1:], numbering, chunks, support,
             keep=lambda claim: (informative(claim, named, set(numbering)) and not self._invents(claim, asked, reply)
-                                and not self.prompts.quoted_in(claim)),
+                                and not self.prompts.quoted_in(claim) and self._speaks(claim, reply)),
             evidence=evidence.items,
             given=asked.tokens,
         )
@@ -897,6 +897,12 @@ class AnswerChain:
             lead = []  # the evidence, quoted, shows why
         text, footnotes = render(lead + quotes, VERDICT[reply][word] if word else "")
         return text, footnotes, bool(checked)
+
+    def _speaks(self, claim: str, reply: str) -> bool:
+        """The claim is in the answer's language or the text's: a model that obeyed "Réponds en
+        français" wrote claims no check here can read (verification across languages let a French
+        reason the text never gives pass). A claim of a few words is too short to tell."""
+        return len(_WORD.findall(claim)) < 6 or detect_language(claim) in (reply, self._corpus_language())
 
     def _misplaced(self, claim: str, asked: Asked, texts: list[str]) -> bool:
         """A fragment ("Neustadt.") given for something a name of the text has ("What was

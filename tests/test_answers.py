@@ -199,6 +199,19 @@ class Judging(FakeListChatModel):
         return self.margin
 
 
+@pytest.mark.slow
+def test_a_claim_in_a_third_language_is_never_shown(settings_factory, real_embeddings):
+    # Asked in French with "answer in French", the local model obeyed and wrote a reason the text
+    # never gives, which verification across languages let pass; the answer is the text's sentences.
+    question = "Pourquoi la coopération entre la Reichswehr et l'Armée rouge devait-elle rester secrète ? Réponds en français, stp."
+    draft = ("La coopération entre la Reichswehr et l'Armée rouge devait-elle rester secrète pour éviter que les alliés "
+             "puissent connaître les techniques et les méthodes de l'Armée rouge, ce qui pourrait les aider à mieux "
+             "préparer leurs propres attaques.")
+    chain = chain_over(ARTICLE, settings_factory(), real_embeddings, FakeListChatModel(responses=[draft]))
+    answer = chain.invoke(question)
+    assert "alliés" not in answer.answer and answer.footnotes, answer.answer
+
+
 def judged(chain: AnswerChain, question: str, draft: str, margin: float):
     chain.model = Judging(responses=[draft], margin=margin, asked=[])
     return chain.invoke(question), chain.model.asked
