@@ -300,6 +300,7 @@ def analyse(question: str, lang: str = "") -> Asked:
     at = first_w.start() if first_w else 0
     place = _PLACE_ASKED.match(question, at) if first_w and not two_part else None
     town = bool(place) and place.group(1).lower() in _ONE_PLACE
+    number = bool(_EXPECTS_NUMBER.match(asked_part))
     reason = (w in _REASON_WORDS and not _EXPECTS_NUMBER.match(question, at) and not _NAME_ASKED.match(question, at)) or (
         w in ("was", "what") and bool(_CONSEQUENCE.search(question)))
     return Asked(
@@ -308,8 +309,8 @@ def analyse(question: str, lang: str = "") -> Asked:
         tokens=frozenset(tokenize(_DOCUMENT_SPEAKS.sub(" ", ACCORDING_TO.sub(" ", question)))) - ASKING
         - frozenset(tokenize(" ".join([*kind_asked(question), place.group(1) if place else ""]))),
         yes_no=yes_no,
-        number=bool(_EXPECTS_NUMBER.match(asked_part)),
-        exact=bool(_EXPECTS_NUMBER.match(asked_part)) and bool(_EXACT.search(question)),
+        number=number,
+        exact=number and bool(_EXACT.search(question)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),
@@ -485,9 +486,9 @@ def fits_type(asked: Asked, evidence: Iterable[str]) -> bool:
     joined = " ".join(evidence)
     for given in re.findall(r"\d+", asked.text):
         joined = re.sub(rf"\b{given}\b", " ", joined)
-    # A year is a date, not an amount: it answers "how many" only when years are what is counted.
-    if asked.exact:
+    if asked.exact:  # asked for an exact number, a rough one ("mehrere hundert") does not answer
         joined = _ROUGHLY.sub(" ", joined)
+    # A year is a date, not an amount: it answers "how many" only when years are what is counted.
     if asked.number and not has_number(joined if years_asked(asked.text) else _YEAR_AS_DATE.sub(" ", joined)):
         return False
     if asked.day and not _DAY_DATE.search(joined):  # asked for the day, a year does not answer
