@@ -16,13 +16,15 @@ from typing import Any
 from .chunking import Chunk, Span
 from .corpus import split_sentences
 from .embeddings import cosine
-from .evidence import negated
+from .evidence import VERDICT_OPENING, negated
 from .lexical import held, same_word, tokenize
 from .settings import Settings
 
 _MARKER_GROUP = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"\d+")
 _VERDICTS = {"ja", "nein", "yes", "no", "doch"}
+# What the line naming an answer's Einzelnachweis opens with ("Einzelnachweis: Autor: Titel … [1]").
+SOURCE_LABEL = {"de": "Einzelnachweis", "en": "Source"}
 
 
 # Where a sentence turns from one statement to another ("sah keine X vor, sondern regelte Y").
@@ -46,7 +48,10 @@ def same_polarity(claim: str, source: str) -> bool:
     False
     >>> same_polarity(source, source), same_polarity("Anna Berger.", "Das war nicht erlaubt. Es kam Anna Berger.")
     (True, True)
+    >>> same_polarity("No: Germany ended it.", "Germany ended it."), same_polarity("Er kam nach Altdorf, aber Koch nicht.", "Er kam nach Altdorf. Es war 1922.")
+    (True, False)
     """
+    claim = VERDICT_OPENING.sub("", claim) or claim  # "No: Germany ended it." states what follows the verdict
     clauses = [clause for sentence in split_sentences(source) for clause in _CLAUSE.split(sentence.text)] or [source]
     if len(clauses) < 2:
         return negated(claim) == negated(source)
@@ -56,7 +61,10 @@ def same_polarity(claim: str, source: str) -> bool:
     for part in parts:
         words = set(tokenize(part))
         best = max(clauses, key=lambda clause: len(words & set(tokenize(clause))))
-        if (words & set(tokenize(best)) or len(parts) == 1) and negated(part) != negated(best):
+        if words & set(tokenize(best)) or len(parts) == 1:
+            if negated(part) != negated(best):
+                return False
+        elif negated(part) and not negated(source):  # a denial of something the source never names
             return False
     return True
 
@@ -220,7 +228,7 @@ class Support:
 
 
 FRAGMENT_WORDS = 3  # a claim of this many content words or fewer is a fragment ("Anna Berger."), not a sentence
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•]|(\[\d{1,3}\]))\s+")  # a passage's marker opens an item too
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•]|(?P<marker>\[\d{1,3}\]))\s+")  # a passage's marker opens an item too
 _ENDS_SENTENCE = re.compile(r"[.!?…][“”\"')»]*(?:\s*\[\d[\d,;\s]*\])*$")
 
 
@@ -244,8 +252,8 @@ def unlisted(text: str) -> str:
     'Es waren: Neustadt [2], Birkenfeld [3]. Das war alles.'
     >>> unlisted("Folgen:\n- Die Autorin zog mit dem Verlag nach Neustadt\n- Sie schrieb.\n- Er blieb.")
     'Folgen. Die Autorin zog mit dem Verlag nach Neustadt. Sie schrieb. Er blieb.'
-    >>> unlisted("Es sind:\n\n[6] Die Chronik\n[7] Der Bote")
-    'Es sind: Die Chronik [6], Der Bote [7].'
+    >>> unlisted("Es sind:\n\n[6] Die Chronik\n[7] Der Bote [7]\n[3] Er kam?!")
+    'Es sind: Die Chronik [6], Der Bote [7]. Er kam [3]?!'
     >>> unlisted("Am 3. Mai 1901.\nDanach kam nichts.")
     'Am 3. Mai 1901.\nDanach kam nichts.'
     """
@@ -257,8 +265,9 @@ def unlisted(text: str) -> str:
     for line in lines:
         opening = _LIST_ITEM.match(line)
         item = _LIST_ITEM.sub("", line).strip()
-        if opening and opening.group(1):  # "[6] Die Chronik": the marker goes where markers stand
-            item = re.sub(r"(?=[.!?…]?$)", f" {opening.group(1)}", item, count=1)
+        marker = opening.group("marker") if opening else None
+        if marker and not item.endswith(marker):  # "[6] Die Chronik": the marker goes where markers stand
+            item = re.sub(r"(?=[.!?…]*$)", f" {marker}", item, count=1)
         short = bool(_LIST_ITEM.match(line)) and is_fragment(item) and not _ENDS_SENTENCE.search(item)
         if short and sentences and (joining or sentences[-1].endswith(":")):
             sentences[-1] += (" " if sentences[-1].endswith(":") else ", ") + item

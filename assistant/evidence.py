@@ -137,7 +137,7 @@ _ROUGHLY = re.compile(
     r"\b(?:mehrere|einige|etliche|viele|zahlreiche|etwa|rund|ungefähr|circa|ca\.|knapp|über|fast|nahezu"
     r"|mehr\s+als|weniger\s+als|bis\s+zu|several|some|many|about|around|approximately|roughly|nearly|almost"
     r"|over|under|more\s+than|less\s+than|fewer\s+than|up\s+to)\s+(?:\d[\d.,]*|\w+)"
-    r"|\b(?:hunderte|tausende|dutzende|hundreds|thousands|dozens)\b",
+    r"|\b(?:hundert(?:e|en)|tausend(?:e|en)|dutzend(?:e|en)|hundreds|thousands|dozens)\b",
     re.IGNORECASE,
 )
 _MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
@@ -239,7 +239,9 @@ def analyse(question: str, lang: str = "") -> Asked:
     ...     "Kannst du mir sagen, an welchem Tag er kam?", "Und der andere?", "In which book, and when?",
     ...     "The text names two treaties. Did either say so?", "Er kam 1891. Wer schickte ihn?"]]
     [False, False, False, False, False, True, False]
-    >>> analyse("Wie viele waren es? Ich brauche die genaue Zahl.").number
+    >>> [analyse(q).exact for q in ["Wie viele waren es? Ich brauche die genaue Zahl.", "Genau. Und wie viele waren es?"]]
+    [True, False]
+    >>> analyse("Weißt du was? Ich möchte wissen, wie viele Piloten dort ausgebildet wurden.").number
     True
     >>> [analyse(q).yes_no for q in ["Kam das z. B. der Gemeinde zugute?", "Der Vertrag wurde also unterzeichnet?"]]
     [True, True]
@@ -267,10 +269,12 @@ def analyse(question: str, lang: str = "") -> Asked:
     [False, False, True]
     """
     asking = question.strip()
-    # The last question asks, not a request after it ("Wie viele …? Ich brauche die genaue Zahl.").
+    # The last question asks, not a request after it that asks nothing ("Wie viele …? Ich brauche
+    # die genaue Zahl."); one that asks is the question ("Weißt du was? Ich möchte wissen, wie viele …").
     sentences = split_sentences(asking)
-    questions = [s for s in sentences if s.text.rstrip().endswith("?")]
-    sentences = sentences[: sentences.index(questions[-1]) + 1] if questions else sentences
+    questions = [i for i, s in enumerate(sentences) if s.text.rstrip().endswith("?")]
+    if questions and not any(_W_PATTERN.search(s.text) for s in sentences[questions[-1] + 1:]):
+        sentences = sentences[: questions[-1] + 1]
     if len(sentences) > 1 and len(_words(sentences[-1].text)) >= 3:
         asking = sentences[-1].text
     start = max(question.find(asking), 0)
@@ -310,7 +314,7 @@ def analyse(question: str, lang: str = "") -> Asked:
         - frozenset(tokenize(" ".join([*kind_asked(question), place.group(1) if place else ""]))),
         yes_no=yes_no,
         number=number,
-        exact=number and bool(_EXACT.search(question)),
+        exact=number and bool(_EXACT.search(question, start)),
         date=bool(_EXPECTS_DATE.match(asked_part)),
         negated=bool(NEGATION.search(question)),
         day=bool(asked_part and _EXPECTS_DAY.search(question)),

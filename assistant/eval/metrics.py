@@ -235,8 +235,7 @@ def alce_citations(answer: str, footnotes: list[dict[str, Any]], supports: Calla
     >>> alce_citations("Satz [1]. Einzelnachweis: Neustadt. Ein Buch. Verlag, 2002. [1]", notes, words)
     {'sentence_supported': [True, True], 'citation_precise': [True, True]}
     """
-    from ..chain import SOURCE_LABEL
-    from ..citations import claims, parse_markers
+    from ..citations import SOURCE_LABEL, claims, parse_markers
 
     passages = {f["n"]: " ".join([f["passage"], *f.get("references", {}).values()]) for f in footnotes}
     labels = "|".join(re.escape(label) for label in SOURCE_LABEL.values())
