@@ -268,7 +268,7 @@ def unlisted(text: str) -> str:
         marker = opening.group("marker") if opening else None
         if marker and not item.endswith(marker):  # "[6] Die Chronik": the marker goes where markers stand
             item = re.sub(r"(?=[.!?…]*$)", f" {marker}", item, count=1)
-        short = bool(_LIST_ITEM.match(line)) and is_fragment(item) and not _ENDS_SENTENCE.search(item)
+        short = bool(opening) and is_fragment(item) and not _ENDS_SENTENCE.search(item)
         if short and sentences and (joining or sentences[-1].endswith(":")):
             sentences[-1] += (" " if sentences[-1].endswith(":") else ", ") + item
             joining = True
