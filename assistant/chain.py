@@ -196,6 +196,16 @@ def set_aside(text: str) -> tuple[str, bool]:
     return " ".join(_DEBRIS_LEAD.sub("", s) for s in asking), True
 
 
+def shouted(text: str) -> bool:
+    """The message is written in capitals: its capitals say nothing of nouns and names.
+
+    >>> shouted("HAT DER VERTRAG DAS VORGESEHEN??? JA ODER NEIN"), shouted("Was regelte der NATO-Vertrag?")
+    (True, False)
+    """
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) >= 12 and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
+
+
 # Questions about where a statement comes from: the answer names the Einzelnachweis.
 _SOURCE_QUESTION = re.compile(
     r"\b(?:quelle\w*|beleg\w*|einzelnachweis\w*|fußnote\w*|footnote\w*|literatur|stützt sich|gestützt|source\w*|reference\w*|"
@@ -434,6 +444,8 @@ class AnswerChain:
         if asked_core and wrapped:  # a real question inside noise: answer it, say what was ignored
             question = asked_core
             result.notice = SET_ASIDE_NOTE[reply]
+        if shouted(question):  # in capitals a German noun is not told by its capital, nor a name
+            question = question.lower()
         # "Welche Quelle belegt …" asks about the Einzelnachweis behind a passage: its words are not
         # ones the passage must hold, and the words of the Einzelnachweise are known words.
         about_source = {t for m in _SOURCE_QUESTION.finditer(question) for t in tokenize(m.group())}

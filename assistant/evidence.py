@@ -120,8 +120,10 @@ _EXPECTS_NUMBER = re.compile(
     r"|how\s+(?:many|much|old|long|often|large|big))\b",
     re.IGNORECASE,
 )
+# A word of exactness between the question word and the date it asks for ("what exact date", "welchem genauen Tag").
+_EXACTLY = r"(?:(?:exact|precise|specific|genaue[mns]?|exakte[mns]?)\s+)?"
 _EXPECTS_DATE = re.compile(
-    r"\b(?:wann|welche[mnrs]?\s+(?:jahr|tag|datum|monat)\w*|when|(?:what|which)\s+(?:year|date|day|month))\b", re.IGNORECASE
+    rf"\b(?:wann|welche[mnrs]?\s+{_EXACTLY}(?:jahr|tag|datum|monat)\w*|when|(?:what|which)\s+{_EXACTLY}(?:year|date|day|month))\b", re.IGNORECASE
 )
 _NUMBER_WORDS = re.compile(
     r"\d|\b(?:zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zig|hundert\w*|tausend\w*|"
@@ -145,7 +147,7 @@ _MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|no
 _YEAR_DIGITS = "1[0-9]{3}|20[0-9]{2}"  # a year of the second millennium or this century
 _DATE = re.compile(rf"\b(?:{_YEAR_DIGITS})\b|\b(?:{_MONTHS})\b", re.IGNORECASE)
 _EXPECTS_DAY = re.compile(
-    r"\b(?:welche[mnrs]?\s+(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
+    r"\b(?:welche[mnrs]?\s+(?:genaue[mns]?\s+)?(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
     re.IGNORECASE,
 )
 _EXPECTS_MONTH = re.compile(r"\b(?:welche[mnrs]?\s+monat\w*|(?:what|which)\s+month)\b", re.IGNORECASE)
@@ -227,6 +229,8 @@ def analyse(question: str, lang: str = "") -> Asked:
     (True, False)
     >>> analyse("An welchem Tag im Jahr 1900 endete sie?").date, analyse("Zu wie vielen Tagen Arrest?").number
     (True, True)
+    >>> [(a.date, a.day) for a in map(analyse, ["On what exact date did it end?", "An welchem genauen Tag endete sie?"])]
+    [(True, True), (True, True)]
     >>> sorted(analyse("Was berichtet der Artikel über die Gärtnerschule?").tokens)
     ['gartnerschul']
     >>> c = analyse("Kannst du mir sagen, wann der Vertrag geschlossen wurde?")
@@ -719,11 +723,17 @@ def select_evidence(
         return Evidence((), 0.0)
     best_score, chunk, span = ranked[0]
     chosen: list[tuple[Chunk, Span]] = [(chunk, span)]
+    # Sentences brought only for the one after them to be read: such a sentence brings the one
+    # before it only to say what it points at ("darin", "dort"), not what it contrasts or goes on
+    # from ("Stattdessen …" before "Der Vertrag selbst …" does not bring the plan it replaced).
+    brought: list[tuple[Chunk, Span]] = []
 
     def bring_before(item: tuple[Chunk, Span]) -> None:
         before = sentences.neighbour(*item, -1)
-        if before and _needs_before(item[1].text) and before not in chosen:
+        leans = _POINTS_BACK.search(item[1].text) if item in brought else _needs_before(item[1].text)
+        if before and leans and before not in chosen:
             chosen.append(before)
+            brought.append(before)
 
     def add_context(item: tuple[Chunk, Span]) -> None:
         bring_before(item)

@@ -212,6 +212,16 @@ def test_a_claim_in_a_third_language_is_never_shown(settings_factory, real_embed
     assert "alliés" not in answer.answer and answer.footnotes, answer.answer
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("question,fact", [("WO WURDEN DENN DIE PILOTEN DER REICHSWEHR AUSGEBILDET, BITTE SCHNELL???", "Lipezk"),
+                                           ("WELCHE ZEITUNG HAT DIE ZUSAMMENARBEIT ENTHÜLLT?", "Guardian")])
+def test_a_question_in_capitals_is_answered_as_one_in_mixed_case(settings_factory, real_embeddings, question, fact):
+    # In capitals every word looked like a noun the text never uses ("SCHNELL"): the first was
+    # refused, the second answered with the article's opening sentence.
+    answer = chain_over(ARTICLE, settings_factory(), real_embeddings).invoke(question)
+    assert not answer.refused and fact in answer.answer, answer.answer
+
+
 def judged(chain: AnswerChain, question: str, draft: str, margin: float):
     chain.model = Judging(responses=[draft], margin=margin, asked=[])
     return chain.invoke(question), chain.model.asked

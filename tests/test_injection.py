@@ -105,3 +105,4 @@ def test_an_attack_in_another_language_is_declined(leaky_chain, message):
     chain, _ = leaky_chain
     answer = chain.invoke(message)
     assert answer.refused and "only answer questions about the article" in answer.answer, answer.answer
+
