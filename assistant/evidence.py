@@ -175,6 +175,8 @@ _LEANS_BACK = re.compile(
     r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
     r"|^(?i:der|die|das|the)\s+\w+\s+(?i:selbst|itself|themselves)\b"  # "Die Schule selbst …": the one just named
 )
+# Connectives that turn from the sentence before without naming anything of it.
+_CONTRASTS = re.compile(r"^(?:stattdessen|trotzdem|dennoch|jedoch|instead|however|nevertheless|nonetheless)\b", re.IGNORECASE)
 # A place or a thing named in the sentence before, pointed at ("Die dortige Schule …", "stand
 # darin"): the sentence does not say which without it.
 _POINTING = r"dort|dortige\w*|darin|there|therein"
@@ -730,7 +732,11 @@ def select_evidence(
 
     def bring_before(item: tuple[Chunk, Span]) -> None:
         before = sentences.neighbour(*item, -1)
-        leans = _POINTS_BACK.search(item[1].text) if item in brought else _needs_before(item[1].text)
+        text = item[1].text
+        # A contrast ("Stattdessen folgte …", "However, …") says all it states; what it turns
+        # from is the reason asked for only when a reason is asked.
+        contrast_only = bool(_CONTRASTS.match(text)) and not asked.reason and not _POINTS_BACK.search(text)
+        leans = _POINTS_BACK.search(text) if item in brought else _needs_before(text) and not contrast_only
         if before and leans and before not in chosen:
             chosen.append(before)
             brought.append(before)

@@ -171,6 +171,27 @@ def test_a_sentence_that_leans_back_brings_the_one_it_leans_on_even_past_the_roo
     assert chosen == sentences, chosen  # "Deswegen" alone hides who was for it and why
 
 
+def test_a_contrast_brings_what_it_turns_from_only_when_a_reason_is_asked():
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    sentences = ["Zunächst plante Neustadt eine Brücke.", "Stattdessen baute Neustadt 1891 eine Fähre."]
+    chunk, spans = one_chunk(sentences)
+    ranked = [(0.9, chunk, spans[1]), (0.1, chunk, spans[0])]
+    what = select_evidence(analyse("Was baute Neustadt 1891?"), ranked, Sentences([chunk]), tie=0.1).texts
+    why = select_evidence(analyse("Warum baute Neustadt 1891 eine Fähre?"), ranked, Sentences([chunk]), tie=0.1).texts
+    assert (what, why) == (sentences[1:], sentences)
+
+
+def test_a_sentence_brought_to_be_read_brings_its_own_predecessor_only_for_what_it_points_at():
+    from assistant.evidence import Sentences, analyse, select_evidence
+
+    sentences = ["Die Stadt war arm.", "Deswegen verkaufte sie den Wald.", "Der Wald selbst ging an Altdorf."]
+    chunk, spans = one_chunk(sentences)
+    ranked = [(0.9, chunk, spans[2]), (0.1, chunk, spans[1]), (0.05, chunk, spans[0])]
+    chosen = select_evidence(analyse("An wen ging der Wald?"), ranked, Sentences([chunk]), tie=0.1).texts
+    assert chosen == sentences[1:], chosen
+
+
 def test_a_passage_number_is_not_a_value(article):
     answer = ask(article, "Wie viele Piloten wurden in Lipezk ausgebildet?", "3 [3].")
     assert "mehrere hundert" in answer.answer and not answer.answer.startswith("3")
