@@ -22,17 +22,25 @@ $(BIN)/python:
 
 # llama.cpp compiles from source, by default for the CPU it builds on ("native"). On a virtual
 # machine whose CPU reports AMX but does not let a process use it, such a build dies at the first
-# matrix multiply (a general protection fault in libggml-cpu at `ldtilecfg`). So it is built for
-# AVX2, which every x86-64 server of the last decade has (other architectures ignore these flags),
-# without pip's cache, which would hand back an earlier native build of the same version.
+# matrix multiply (a general protection fault in libggml-cpu at `ldtilecfg`). On x86-64 it is
+# therefore built for AVX2, which every x86-64 server of the last decade has; elsewhere natively.
+# It gets a stamp of its own, so a venv that holds a native build is rebuilt once, and skips pip's
+# cache, which would hand back that build.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml | head -1)
+LLAMA_STAMP := $(VENV)/.built-$(subst ==,-,$(LLAMA_CPP))
+ifeq ($(shell uname -m),x86_64)
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+endif
+
+$(LLAMA_STAMP): | $(BIN)/python
+	$(PIP) install --quiet --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps "$(LLAMA_CPP)"
+	touch $@
 
 # torch first, pinned to the CPU build on disk; anything later that wants torch finds it satisfied.
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir "$(LLAMA_CPP)"
 	$(PIP) install --quiet -e ".[server]"
 	touch $(STAMP)
 

@@ -147,7 +147,7 @@ _MONTHS = ("januar|februar|märz|april|mai|juni|juli|august|september|oktober|no
 _YEAR_DIGITS = "1[0-9]{3}|20[0-9]{2}"  # a year of the second millennium or this century
 _DATE = re.compile(rf"\b(?:{_YEAR_DIGITS})\b|\b(?:{_MONTHS})\b", re.IGNORECASE)
 _EXPECTS_DAY = re.compile(
-    r"\b(?:welche[mnrs]?\s+(?:genaue[mns]?\s+)?(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+(?:day|date)|exact\s+date)\b",
+    rf"\b(?:welche[mnrs]?\s+{_EXACTLY}(?:tag|datum)|genaue[mns]?\s+(?:datum|tag)|(?:what|which)\s+{_EXACTLY}(?:day|date)|exact\s+date)\b",
     re.IGNORECASE,
 )
 _EXPECTS_MONTH = re.compile(r"\b(?:welche[mnrs]?\s+monat\w*|(?:what|which)\s+month)\b", re.IGNORECASE)
@@ -168,15 +168,16 @@ NEGATION = re.compile(
     re.IGNORECASE,
 )
 # A sentence that cannot stand alone: it starts with a causal or contrastive connective or a pronoun.
+# Connectives that turn from the sentence before without naming anything of it.
+_CONTRAST_WORDS = "stattdessen|trotzdem|dennoch|instead|however"
+_CONTRASTS = re.compile(rf"^(?:{_CONTRAST_WORDS})\b", re.IGNORECASE)
 _LEANS_BACK = re.compile(
-    r"^(?i:deswegen|deshalb|daher|darum|dadurch|somit|folglich|stattdessen|trotzdem|dennoch|dabei|daraufhin"
-    r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|instead|however|he|she|it|they"
+    rf"^(?i:deswegen|deshalb|daher|darum|dadurch|somit|folglich|{_CONTRAST_WORDS}|dabei|daraufhin"
+    r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|he|she|it|they"
     r"|his|her|their|both)\b"
     r"|^(?:(?i:um|trotz|wegen|nach|vor|durch|mit|für|bei|aus)\s+)?(?i:das|dies\w*|jene\w*|this|these|that)\s+[a-zäöü]"
     r"|^(?i:der|die|das|the)\s+\w+\s+(?i:selbst|itself|themselves)\b"  # "Die Schule selbst …": the one just named
 )
-# Connectives that turn from the sentence before without naming anything of it.
-_CONTRASTS = re.compile(r"^(?:stattdessen|trotzdem|dennoch|jedoch|instead|however|nevertheless|nonetheless)\b", re.IGNORECASE)
 # A place or a thing named in the sentence before, pointed at ("Die dortige Schule …", "stand
 # darin"): the sentence does not say which without it.
 _POINTING = r"dort|dortige\w*|darin|there|therein"

@@ -97,4 +97,3 @@ def test_the_text_s_sources_and_answers_may_be_called_yours(leaky_chain):
     chain, _ = leaky_chain
     answer = chain.invoke("Was ist deine Quelle dafür, dass die Piloten in Lipezk ausgebildet wurden?")
     assert "nur Fragen zum Artikel" not in answer.answer, answer.answer
-
