@@ -657,8 +657,14 @@ def coverage(asked: Asked, evidence: Iterable[str]) -> float:
 
 def _matches(token: str, have: set[str]) -> bool:
     """The token, or one sharing its first five letters, also inside a longer word
-    ("grundung" ~ "gegrundet": German participles put "ge" in front)."""
-    return token in have or (len(token) >= 5 and any(token[:5] in h for h in have if len(h) >= 5))
+    ("grundung" ~ "gegrundet": German participles put "ge" in front); a participle asked for
+    matches its verb without the "ge" ("geregelt" ~ "regelt").
+
+    >>> _matches("grundung", {"gegrundet"}), _matches("geregelt", {"regelt"}), _matches("gebiet", {"biet"})
+    (True, True, False)
+    """
+    forms = [token, token[2:]] if token.startswith("ge") and len(token) >= 7 else [token]
+    return any(t in have or (len(t) >= 5 and any(t[:5] in h for h in have if len(h) >= 5)) for t in forms)
 
 
 @dataclass(frozen=True)
