@@ -171,6 +171,8 @@ NEGATION = re.compile(
 # Connectives that turn from the sentence before without naming anything of it.
 _CONTRAST_WORDS = "stattdessen|trotzdem|dennoch|instead|however"
 _CONTRASTS = re.compile(rf"^(?:{_CONTRAST_WORDS})\b", re.IGNORECASE)
+# A question about what came first, which a contrast turned from.
+_ASKS_EARLIER = re.compile(r"\b(?:first|originally|initially|before|zunächst|zuerst|ursprünglich|anfangs|vorher|instead of|statt)\b", re.IGNORECASE)
 _LEANS_BACK = re.compile(
     rf"^(?i:deswegen|deshalb|daher|darum|dadurch|somit|folglich|{_CONTRAST_WORDS}|dabei|daraufhin"
     r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|he|she|it|they"
@@ -741,8 +743,9 @@ def select_evidence(
         before = sentences.neighbour(*item, -1)
         text = item[1].text
         # A contrast ("Stattdessen folgte …", "However, …") says all it states; what it turns
-        # from is the reason asked for only when a reason is asked.
-        contrast_only = bool(_CONTRASTS.match(text)) and not asked.reason and not _POINTS_BACK.search(text)
+        # from is asked for only when a reason is, or what came first ("Before …, which … first?").
+        contrast_only = (bool(_CONTRASTS.match(text)) and not asked.reason and not _POINTS_BACK.search(text)
+                         and not _ASKS_EARLIER.search(asked.text))
         leans = _POINTS_BACK.search(text) if item in brought else _needs_before(text) and not contrast_only
         if before and leans and before not in chosen:
             chosen.append(before)

@@ -179,7 +179,8 @@ def test_a_contrast_brings_what_it_turns_from_only_when_a_reason_is_asked():
     ranked = [(0.9, chunk, spans[1]), (0.1, chunk, spans[0])]
     what = select_evidence(analyse("Was baute Neustadt 1891?"), ranked, Sentences([chunk]), tie=0.1).texts
     why = select_evidence(analyse("Warum baute Neustadt 1891 eine Fähre?"), ranked, Sentences([chunk]), tie=0.1).texts
-    assert (what, why) == (sentences[1:], sentences)
+    first = select_evidence(analyse("Was plante Neustadt zuerst, vor der Fähre?"), ranked, Sentences([chunk]), tie=0.1).texts
+    assert (what, why, first) == (sentences[1:], sentences, sentences)
 
 
 def test_a_sentence_brought_to_be_read_brings_its_own_predecessor_only_for_what_it_points_at():
