@@ -167,12 +167,12 @@ NEGATION = re.compile(
     r"|refus\w*|reject\w*|denied|declined)\b",
     re.IGNORECASE,
 )
-# A sentence that cannot stand alone: it starts with a causal or contrastive connective or a pronoun.
 # Connectives that turn from the sentence before without naming anything of it.
 _CONTRAST_WORDS = "stattdessen|trotzdem|dennoch|instead|however"
 _CONTRASTS = re.compile(rf"^(?:{_CONTRAST_WORDS})\b", re.IGNORECASE)
 # A question about what came first, which a contrast turned from.
 _ASKS_EARLIER = re.compile(r"\b(?:first|originally|initially|before|zunächst|zuerst|ursprünglich|anfangs|vorher|instead of|statt)\b", re.IGNORECASE)
+# A sentence that cannot stand alone: it starts with a causal or contrastive connective or a pronoun.
 _LEANS_BACK = re.compile(
     rf"^(?i:deswegen|deshalb|daher|darum|dadurch|somit|folglich|{_CONTRAST_WORDS}|dabei|daraufhin"
     r"|er|sie|es|ihr|sein|seine|ihre|beide|therefore|thus|hence|consequently|he|she|it|they"
