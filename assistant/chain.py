@@ -154,9 +154,10 @@ _DEMAND = re.compile(
     r"|p\.\s*s\.?|also|außerdem)\b",
     re.IGNORECASE,
 )
+_ROLES = "system|user|assistant|nutzer|assistent"
 # A chat role's name left at the start of a segment once its template markup is gone ("<|im_start|>user").
-_ROLE_LABEL = re.compile(r"^\W*(?:system|user|assistant|nutzer|assistent)\b[\s:]*", re.IGNORECASE)
-_ROLE_LINE = re.compile(r"^\W*(?:system|user|assistant|nutzer|assistent)\s*:", re.IGNORECASE)
+_ROLE_LABEL = re.compile(rf"^\W*(?:{_ROLES})\b[\s:]*", re.IGNORECASE)
+_ROLE_LINE = re.compile(rf"^\W*(?:{_ROLES})\s*:", re.IGNORECASE)
 _SEGMENT = re.compile(r"(?<=[.!?:;])\s+|(?<=[.!?][“”\"'»])\s+|\n+")
 _DEBRIS_LEAD = re.compile(r"^(?:[\s#>|*_`~=:-]|\[[ xX]?\])+")  # what markup leaves before a question: "## > | |---| - [x] "
 _QUESTION_LABEL = re.compile(r"^\W*(?:frage|question|q)\s*:\s*", re.IGNORECASE)
