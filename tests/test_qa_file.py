@@ -25,7 +25,7 @@ def test_qa_file_schema_and_coverage():
 def test_every_evidence_string_is_verbatim_in_the_article():
     source = ARTICLE.read_text(encoding="utf-8")
     for name in ("qa.jsonl", "hostile.jsonl", "hostile-fresh.jsonl", "hostile-fresh2.jsonl", "hostile-fresh3.jsonl", "hostile-fresh4.jsonl",
-                 "hostile-fresh5.jsonl", "other-languages.jsonl"):
+                 "hostile-fresh5.jsonl", "hostile-fresh6.jsonl", "fresh-qa.jsonl", "other-languages.jsonl"):
         for line in (ROOT / "eval" / name).read_text(encoding="utf-8").splitlines():
             item = json.loads(line)
             for evidence in item["evidence"]:
