@@ -386,11 +386,14 @@ def negated(text: str) -> bool:
 _GOES_ON = re.compile(
     r"\b(?:lief|liefen|läuft|laufen|ging|gingen|geht|gehen|bestand|bestanden|besteht|bestehen)\b[^.;?!]*\bweiter\b"
     r"|\bweiter(?:lauf|lief|ging|geh|bestand|besteh|gelaufen|gegangen|bestanden)\w*"
+    # a separable verb, its particle at the clause's end: "setzte die Arbeit fort"
+    r"|\b(?:setzt|setzte|setzten|setzen|führt|führte|führten|führen)\b[^.;?!]*\bfort(?=\s*(?:[,.;:?!]|$))"
     r"|\b(?:fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|go(?:es|ne)?\s+on|went\s+on|carr(?:y|ied)\s+on"
     r"|kept\s+going)\b",
     re.IGNORECASE,
 )
-_ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebrochen|ended(?!\s+up)|stopp?\w*|ceased"
+_ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebrochen|eingestellt|aufgehört|aufhör\w*"
+                      r"|(?:hörte|hörten|hört)\b[^.;?!]*\bauf(?=\s*(?:[,.;:?!]|$))|ended(?!\s+up)|stopp?\w*|ceased"
                       r"|terminated|discontinued|halted|came\s+to\s+an\s+end)\b", re.IGNORECASE)
 _PROHIBITS = re.compile(rf"\b(?:{_PROHIBITION})\b", re.IGNORECASE)
 # Asking whether something was allowed: what a prohibition denies. Whether it happened ("Gab es
@@ -443,6 +446,12 @@ def verdict(asked: Asked, best: str) -> str | None:
     'ja'
     >>> [verdict(analyse(q), "Die Stadt beendete das Projekt.") for q in ["Gab es weitere Projekte?", "Gab die Stadt es weiter?"]]
     ['ja', 'ja']
+    >>> [verdict(analyse(q), "Nach der Wahl beendete die Stadt das Projekt.") for q in ["Setzte die Stadt das Projekt fort?",
+    ...     "Führten sie es nach der Wahl fort?", "Setzte sie einen Termin fest?"]]
+    ['nein', 'nein', 'ja']
+    >>> [verdict(analyse("Lief das Projekt nach der Wahl weiter?"), s) for s in ["Nach der Wahl hörte die Stadt mit dem Projekt auf.",
+    ...     "Nach der Wahl hörte die Stadt auf den Rat."]]
+    ['nein', 'ja']
     >>> verdict(analyse("Lief das Projekt weiter?"), "Das Projekt lief weiter, bis die Stadt es beendete.")  # both: no turn
     'ja'
     >>> [verdict(analyse(q), "Der Stadt war der Bau von Türmen verboten.") for q in ["Verstieß der Bau von Türmen gegen die Regel?",

@@ -250,15 +250,23 @@ def judged(chain: AnswerChain, question: str, draft: str, margin: float):
 
 
 def test_a_no_in_other_words_is_judged_on_the_best_sentence_alone(article):
-    question = "Setzte Deutschland die Zusammenarbeit nach der Machtergreifung der Nationalsozialisten fort?"
-    answer, asked = judged(article, question, "Ja, Deutschland setzte die Zusammenarbeit fort [1].", -1.0)
+    question = "Blieb Deutschland nach der Machtergreifung der Nationalsozialisten bei der Zusammenarbeit?"
+    answer, asked = judged(article, question, "Ja, Deutschland blieb bei der Zusammenarbeit [1].", -1.0)
     assert answer.answer.startswith("Nein:") and "beendete Deutschland" in answer.answer, answer.answer
-    assert "setzte die Zusammenarbeit fort" not in answer.answer  # the model's yes is not shown beside the no
+    assert "blieb bei der Zusammenarbeit" not in answer.answer  # the model's yes is not shown beside the no
     [(prompt, yes, no)] = asked
     assert (yes, no) == ("Ja", "Nein") and question in prompt and "beendete" in prompt and "Rapallo" not in prompt
     # An undecided margin leaves the verdict to the rules: no denial word, so none.
-    answer, _ = judged(article, question, "Ja, Deutschland setzte die Zusammenarbeit fort [1].", 0.0)
+    answer, _ = judged(article, question, "Ja, Deutschland blieb bei der Zusammenarbeit [1].", 0.0)
     assert not answer.answer.startswith(("Nein", "Ja")), answer.answer
+
+
+def test_going_on_asked_with_a_separable_verb_is_denied_by_an_ending(article):
+    # "setzte … fort" asks whether it went on; "beendete" says it ended: no judge needed.
+    question = "Setzte Deutschland die Zusammenarbeit nach der Machtergreifung der Nationalsozialisten fort?"
+    answer, asked = judged(article, question, "Ja, Deutschland setzte die Zusammenarbeit fort [1].", 0.0)
+    assert answer.answer.startswith("Nein:") and "beendete Deutschland" in answer.answer, answer.answer
+    assert not asked
 
 
 def test_a_judged_yes_needs_the_model_to_say_it_too(article):
