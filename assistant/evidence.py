@@ -383,17 +383,18 @@ def negated(text: str) -> bool:
 
 # Going on and ending deny each other: "Lief es weiter?" is answered no by "… beendete es". Only
 # verbs of going on count ("weitergeben" passes something on), and an ending, not one that came later.
+# A separable verb's particle closes its clause ("setzte die Arbeit fort.", "hörte damit auf,").
+_PARTICLE_ENDS_CLAUSE = r"(?=\s*(?:[,.;:?!]|$))"
 _GOES_ON = re.compile(
     r"\b(?:lief|liefen|läuft|laufen|ging|gingen|geht|gehen|bestand|bestanden|besteht|bestehen)\b[^.;?!]*\bweiter\b"
     r"|\bweiter(?:lauf|lief|ging|geh|bestand|besteh|gelaufen|gegangen|bestanden)\w*"
-    # a separable verb, its particle at the clause's end: "setzte die Arbeit fort"
-    r"|\b(?:setzt|setzte|setzten|setzen|führt|führte|führten|führen)\b[^.;?!]*\bfort(?=\s*(?:[,.;:?!]|$))"
+    rf"|\b(?:setzt|setzte|setzten|setzen|führt|führte|führten|führen)\b[^.;?!]*\bfort{_PARTICLE_ENDS_CLAUSE}"
     r"|\b(?:fortgesetzt|fortgeführt|fortsetz\w*|fortführ\w*|continu\w*|go(?:es|ne)?\s+on|went\s+on|carr(?:y|ied)\s+on"
     r"|kept\s+going)\b",
     re.IGNORECASE,
 )
 _ENDS_IT = re.compile(r"\b(?:beende\w*|beendigt\w*|endete\w*|aufgelöst|abgebrochen|eingestellt|aufgehört|aufhör\w*"
-                      r"|(?:hörte|hörten|hört)\b[^.;?!]*\bauf(?=\s*(?:[,.;:?!]|$))|ended(?!\s+up)|stopp?\w*|ceased"
+                      rf"|(?:hörte|hörten|hört)\b[^.;?!]*\bauf{_PARTICLE_ENDS_CLAUSE}|ended(?!\s+up)|stopp?\w*|ceased"
                       r"|terminated|discontinued|halted|came\s+to\s+an\s+end)\b", re.IGNORECASE)
 _PROHIBITS = re.compile(rf"\b(?:{_PROHIBITION})\b", re.IGNORECASE)
 # Asking whether something was allowed: what a prohibition denies. Whether it happened ("Gab es
